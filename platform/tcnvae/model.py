@@ -1,0 +1,227 @@
+"""The TCN-VAE: a dilated causal convolution encoder, a Gaussian latent, a sequence decoder, an activity
+head and a domain head behind gradient reversal.
+
+Shapes: inputs are ``(batch, time, channels)``; any window length works. The heads read μ (the latent
+mean) by default, in training and evaluation alike, so classification never depends on a random draw;
+``head_input="z"`` makes training heads read the sampled z instead (a noise regulariser), while
+evaluation still reads μ. Evaluation (``model.eval()``) is deterministic either way.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import weight_norm
+
+from tcnvae.checkpoints import load_checkpoint, save_checkpoint
+
+
+class _GradientReversal(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.alpha = alpha
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return -ctx.alpha * grad_output, None
+
+
+def reverse_gradient(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Identity forward; multiplies the gradient by ``-alpha`` backward (Ganin & Lempitsky, 2015)."""
+    return _GradientReversal.apply(x, alpha)
+
+
+class TemporalBlock(nn.Module):
+    """Two weight-normalised dilated causal convolutions with ReLU and dropout, plus a residual path."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, dropout: float):
+        super().__init__()
+        # Left padding only: output t sees inputs ≤ t (causal).
+        self.left_pad = (kernel_size - 1) * dilation
+        self.conv1 = weight_norm(nn.Conv1d(in_channels, out_channels, kernel_size, dilation=dilation))
+        self.conv2 = weight_norm(nn.Conv1d(out_channels, out_channels, kernel_size, dilation=dilation))
+        self.dropout = nn.Dropout(dropout)
+        self.residual = (
+            nn.Conv1d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        )
+
+    def _causal(self, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        return conv(nn.functional.pad(x, (self.left_pad, 0)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T)
+        out = self.dropout(torch.relu(self._causal(self.conv1, x)))
+        out = self.dropout(torch.relu(self._causal(self.conv2, out)))
+        return torch.relu(out + self.residual(x))
+
+
+class TCNEncoder(nn.Module):
+    """TCN blocks with doubling dilations, global average pooling over time, then μ and log σ².
+
+    ``blocks`` is ordered input-side first; curricula that unfreeze "deepest block first" walk it from
+    the end.
+    """
+
+    def __init__(self, input_dim: int, latent_dim: int, channels: list[int], kernel_size: int, dropout: float):
+        super().__init__()
+        widths = [input_dim, *channels]
+        self.blocks = nn.ModuleList(
+            TemporalBlock(widths[i], widths[i + 1], kernel_size, dilation=2**i, dropout=dropout)
+            for i in range(len(channels))
+        )
+        self.to_mu = nn.Linear(channels[-1], latent_dim)
+        self.to_logvar = nn.Linear(channels[-1], latent_dim)
+
+    @property
+    def receptive_field(self) -> int:
+        kernel = self.blocks[0].conv1.kernel_size[0]
+        return 1 + 2 * (kernel - 1) * sum(2**i for i in range(len(self.blocks)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # x: (B, C, T)
+        for block in self.blocks:
+            x = block(x)
+        pooled = x.mean(dim=2)
+        return self.to_mu(pooled), self.to_logvar(pooled)
+
+
+def _time_features(length: int, num_frequencies: int, device: torch.device) -> torch.Tensor:
+    """Sinusoidal position features over a window, (2·num_frequencies, length), for any length."""
+    position = torch.arange(length, device=device, dtype=torch.float32) / max(length, 1)
+    frequencies = torch.arange(1, num_frequencies + 1, device=device, dtype=torch.float32)
+    angles = 2 * math.pi * frequencies[:, None] * position[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=0)
+
+
+class SequenceDecoder(nn.Module):
+    """Decodes z into a whole window: z broadcast over time plus position features, dilated
+    convolutions, and a *linear* output layer (standardised inputs are negative half the time)."""
+
+    def __init__(self, latent_dim: int, output_dim: int, channels: int, kernel_size: int, num_layers: int = 3,
+                 num_frequencies: int = 8):
+        super().__init__()
+        self.num_frequencies = num_frequencies
+        layers: list[nn.Module] = []
+        width = latent_dim + 2 * num_frequencies
+        for i in range(num_layers):
+            dilation = 2**i
+            layers += [
+                nn.Conv1d(width, channels, kernel_size, dilation=dilation, padding="same"),
+                nn.ReLU(),
+            ]
+            width = channels
+        self.body = nn.Sequential(*layers)
+        self.output = nn.Conv1d(channels, output_dim, 1)
+
+    def forward(self, z: torch.Tensor, length: int) -> torch.Tensor:  # -> (B, T, C)
+        position = _time_features(length, self.num_frequencies, z.device).expand(z.shape[0], -1, -1)
+        hidden = torch.cat([z[:, :, None].expand(-1, -1, length), position], dim=1)
+        return self.output(self.body(hidden)).transpose(1, 2)
+
+
+def _head(latent_dim: int, hidden: int, outputs: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(latent_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, outputs))
+
+
+class TCNVAE(nn.Module):
+    """TCN-VAE for activity recognition with adversarial domain invariance.
+
+    ``forward(x, alpha)`` returns ``(recon, mu, logvar, activity_logits, domain_logits)``; ``x`` is
+    ``(batch, time, channels)`` and ``recon`` has the same shape. ``alpha`` scales the reversed
+    gradient reaching the encoder from the domain head.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 9,
+        latent_dim: int = 64,
+        num_activities: int = 13,
+        num_domains: int = 3,
+        hidden_dims: list[int] | tuple[int, ...] = (64, 64, 128),
+        kernel_size: int = 3,
+        dropout: float = 0.2,
+        head_hidden: int = 64,
+        decoder_channels: int = 64,
+        head_input: str = "mu",
+    ):
+        super().__init__()
+        hidden_dims = list(hidden_dims)
+        problems = [
+            f"{name} must be a positive integer, got {value!r}"
+            for name, value in [("input_dim", input_dim), ("latent_dim", latent_dim),
+                                ("num_activities", num_activities), ("num_domains", num_domains),
+                                ("kernel_size", kernel_size), ("head_hidden", head_hidden),
+                                ("decoder_channels", decoder_channels)]
+            if not isinstance(value, int) or value < 1
+        ]
+        if not hidden_dims or any(not isinstance(w, int) or w < 1 for w in hidden_dims):
+            problems.append(f"hidden_dims must be a non-empty list of positive integers, got {hidden_dims!r}")
+        if not 0.0 <= dropout < 1.0:
+            problems.append(f"dropout must lie in [0, 1), got {dropout!r}")
+        if head_input not in ("mu", "z"):
+            problems.append(f"head_input must be 'mu' or 'z', got {head_input!r}")
+        if problems:
+            raise ValueError("invalid TCNVAE configuration: " + "; ".join(problems))
+
+        self.config = dict(
+            input_dim=input_dim, latent_dim=latent_dim, num_activities=num_activities,
+            num_domains=num_domains, hidden_dims=hidden_dims, kernel_size=kernel_size,
+            dropout=dropout, head_hidden=head_hidden, decoder_channels=decoder_channels,
+            head_input=head_input,
+        )
+        self.input_dim = input_dim
+        self.head_input = head_input
+        self.tcn_encoder = TCNEncoder(input_dim, latent_dim, hidden_dims, kernel_size, dropout)
+        self.decoder = SequenceDecoder(latent_dim, input_dim, decoder_channels, kernel_size)
+        self.activity_classifier = _head(latent_dim, head_hidden, num_activities, dropout)
+        self.domain_classifier = _head(latent_dim, head_hidden, num_domains, dropout)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> TCNVAE:
+        return cls(**config)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 3 or x.shape[2] != self.input_dim:
+            raise ValueError(
+                f"TCNVAE expects input of shape (batch, time, {self.input_dim}), got {tuple(x.shape)}"
+            )
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ, log σ²) of a batch ``(batch, time, channels)``."""
+        self._check_input(x)
+        return self.tcn_encoder(x.transpose(1, 2))
+
+    def forward(self, x: torch.Tensor, alpha: float = 1.0):
+        mu, logvar = self.encode(x)
+        if self.training:
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        else:
+            z = mu
+        recon = self.decoder(z, x.shape[1])
+        features = z if (self.training and self.head_input == "z") else mu
+        activity_logits = self.activity_classifier(features)
+        domain_logits = self.domain_classifier(reverse_gradient(features, alpha))
+        return recon, mu, logvar, activity_logits, domain_logits
+
+    def save_encoder(self, path: str | Path) -> None:
+        """Write the encoder's weights (tensors only) with its shape, for ``load_pretrained_encoder``."""
+        save_checkpoint({"encoder_state": self.tcn_encoder.state_dict(), "model_config": self.config}, path)
+
+    def load_pretrained_encoder(self, path: str | Path) -> None:
+        """Load encoder weights saved by :meth:`save_encoder` (or a bare encoder state dict).
+
+        Uses ``torch.load(weights_only=True)``: a file that holds pickled code is refused.
+        """
+        payload = load_checkpoint(path)
+        state = payload.get("encoder_state", payload)
+        try:
+            self.tcn_encoder.load_state_dict(state)
+        except RuntimeError as error:
+            raise ValueError(
+                f"{path} does not hold an encoder matching this model "
+                f"(input_dim={self.config['input_dim']}, hidden_dims={self.config['hidden_dims']}, "
+                f"latent_dim={self.config['latent_dim']}): {error}"
+            ) from None

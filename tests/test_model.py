@@ -1,0 +1,121 @@
+import pytest
+import torch
+
+from tcnvae.checkpoints import load_checkpoint, save_checkpoint
+from tcnvae.model import TCNVAE, reverse_gradient
+
+
+@pytest.mark.parametrize("window_length", [32, 100, 128, 257])
+@pytest.mark.parametrize("channels", [3, 6, 9])
+def test_output_shapes_for_any_window_length_and_channel_count(window_length, channels):
+    model = TCNVAE(input_dim=channels, latent_dim=16, num_activities=7, num_domains=4, hidden_dims=[16, 16])
+    x = torch.randn(5, window_length, channels)
+    recon, mu, logvar, activity_logits, domain_logits = model(x, alpha=0.3)
+    assert recon.shape == x.shape
+    assert mu.shape == logvar.shape == (5, 16)
+    assert activity_logits.shape == (5, 7)
+    assert domain_logits.shape == (5, 4)
+
+
+def test_default_interface_matches_the_original():
+    model = TCNVAE(input_dim=9, latent_dim=64, num_activities=13)
+    assert hasattr(model, "tcn_encoder")
+    outputs = model(torch.randn(2, 100, 9))
+    assert len(outputs) == 5
+
+
+def test_wrong_input_shape_is_named():
+    model = TCNVAE(input_dim=6, num_activities=3, num_domains=2)
+    with pytest.raises(ValueError, match=r"\(batch, time, 6\).*\(2, 128, 9\)"):
+        model(torch.randn(2, 128, 9))
+    with pytest.raises(ValueError, match="dropout"):
+        TCNVAE(dropout=1.5)
+    with pytest.raises(ValueError, match="hidden_dims"):
+        TCNVAE(hidden_dims=[])
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient():
+    x = torch.randn(4, 3, requires_grad=True)
+    weights = torch.randn(4, 3)
+    (reverse_gradient(x, alpha=0.25) * weights).sum().backward()
+    assert torch.allclose(x.grad, -0.25 * weights)
+
+
+def test_domain_loss_reaches_the_encoder_reversed_and_scaled_by_alpha():
+    torch.manual_seed(0)
+    model = TCNVAE(input_dim=3, latent_dim=8, num_activities=2, num_domains=2, hidden_dims=[8])
+    model.eval()
+    x = torch.randn(6, 40, 3)
+    domains = torch.tensor([0, 1, 0, 1, 0, 1])
+
+    def encoder_gradient(domain_logits_of):
+        model.zero_grad()
+        torch.nn.functional.cross_entropy(domain_logits_of(), domains).backward()
+        return model.tcn_encoder.to_mu.weight.grad.clone()
+
+    plain = encoder_gradient(lambda: model.domain_classifier(model.encode(x)[0]))
+    assert plain.abs().sum() > 0
+    for alpha in (0.0, 0.5, 1.0):
+        reversed_ = encoder_gradient(lambda: model(x, alpha=alpha)[4])
+        assert torch.allclose(reversed_, -alpha * plain, atol=1e-6)
+
+
+def test_decoder_output_is_linear_and_can_be_negative():
+    torch.manual_seed(0)
+    model = TCNVAE(input_dim=6, num_activities=3, num_domains=2, hidden_dims=[16])
+    recon = model(torch.randn(8, 64, 6))[0]
+    assert (recon < 0).any() and (recon > 0).any()
+    assert isinstance(model.decoder.output, torch.nn.Conv1d)
+
+
+def test_evaluation_is_deterministic_and_reads_mu():
+    model = TCNVAE(input_dim=6, num_activities=4, num_domains=2, head_input="z")
+    model.eval()
+    x = torch.randn(3, 128, 6)
+    first, second = model(x), model(x)
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)
+    mu = first[1]
+    assert torch.equal(first[3], model.activity_classifier(mu))
+
+
+def test_pretrained_encoder_round_trip(tmp_path):
+    source = TCNVAE(input_dim=6, num_activities=4, num_domains=2, hidden_dims=[16, 16])
+    source.save_encoder(tmp_path / "encoder.pt")
+    target = TCNVAE(input_dim=6, num_activities=4, num_domains=2, hidden_dims=[16, 16])
+    target.load_pretrained_encoder(tmp_path / "encoder.pt")
+    for (name, a), b in zip(source.tcn_encoder.state_dict().items(), target.tcn_encoder.state_dict().values()):
+        assert torch.equal(a, b), name
+    mismatched = TCNVAE(input_dim=6, num_activities=4, num_domains=2, hidden_dims=[32])
+    with pytest.raises(ValueError, match="does not hold an encoder matching"):
+        mismatched.load_pretrained_encoder(tmp_path / "encoder.pt")
+
+
+class _Payload:
+    """An arbitrary class: unpickling it would import and run code."""
+
+
+def test_checkpoint_with_pickled_object_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"weights": torch.zeros(2), "object": _Payload()}, path)
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_checkpoint(path)
+    model = TCNVAE(input_dim=6, num_activities=4, num_domains=2)
+    with pytest.raises(ValueError, match="refusing to load"):
+        model.load_pretrained_encoder(path)
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "state.pt"
+    save_checkpoint({"step": torch.tensor(1)}, path)
+
+    def interrupted_save(obj, stream):
+        stream.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"step": torch.tensor(2)}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"].item() == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
