@@ -302,7 +302,7 @@ class TCNVAETrainer:
             else:
                 self.epochs_since_best += 1
             record = {"epoch": self.epoch, "train": dict(self.last_train_metrics),
-                      "val": {k: v for k, v in self.last_val_metrics.items() if k != "confusion_matrix"},
+                      "val": {k: v for k, v in self.last_val_metrics.items() if k != "confusion"},
                       "best_val_accuracy": self.best_val_accuracy, "improved": improved}
             self.history.append(record)
             self._say(f"Epoch {self.epoch}: Train Loss: {train_loss:.4f}, Val Loss: {val_loss:.4f}, "
