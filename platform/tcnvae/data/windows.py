@@ -12,7 +12,7 @@ two different people and subject-disjoint splits stay honest across datasets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -84,14 +84,12 @@ class WindowSet:
 
     def subset(self, index: np.ndarray) -> WindowSet:
         """The windows at ``index`` (integer indices or a boolean mask), same label space."""
-        return WindowSet(
+        return replace(
+            self,
             signals=self.signals[index],
             activity=self.activity[index],
-            activity_names=self.activity_names,
             dataset=self.dataset[index],
             subject=self.subject[index],
-            channel_names=self.channel_names,
-            sample_rate=self.sample_rate,
             attributes={k: v[index] for k, v in self.attributes.items()},
         )
 
@@ -102,16 +100,7 @@ class WindowSet:
         if missing:
             raise ValueError(f"label space {target} lacks activities present in the data: {missing}")
         remap = np.array([target.index(a) for a in self.activity_names], dtype=np.int64)
-        return WindowSet(
-            signals=self.signals,
-            activity=remap[self.activity] if len(self) else self.activity,
-            activity_names=target,
-            dataset=self.dataset,
-            subject=self.subject,
-            channel_names=self.channel_names,
-            sample_rate=self.sample_rate,
-            attributes=self.attributes,
-        )
+        return replace(self, activity=remap[self.activity] if len(self) else self.activity, activity_names=target)
 
     def grouping(self, by: str) -> np.ndarray:
         """The per-window string column named ``by``: dataset, subject, or an attribute."""

@@ -1,0 +1,315 @@
+"""From a `DataConfig` to loaders: what a training run calls to get its data.
+
+``prepare(config)`` loads every dataset through the source registry, harmonises them to one rate,
+channel set and window length, pools them, splits by subject, fits the standardiser on the training
+side only and returns a :class:`PreparedData` that makes loaders and a plain-dict ``metadata()`` to
+save with runs and checkpoints (so a checkpoint knows its activity order, domains, channels and
+normalisation).
+
+Domain labels index *all* domains of the pooled data (sorted names), not only those in training, so
+a held-out domain (``split="lodo:<name>"``) keeps a valid label and shows up by name in per-domain
+metrics; the model's domain head simply never sees it during training.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field, fields, replace, replace
+from typing import Any
+
+import numpy as np
+
+from tcnvae.data.augment import Augmentation
+from tcnvae.data.harmonise import CHANNEL_SETS, window_recordings, window_windowset
+from tcnvae.data.loaders import SAMPLING_MODES, WindowLoader
+from tcnvae.data.normalise import Standardiser
+from tcnvae.data.recordings import Recording
+from tcnvae.data.sources import available_sources, load_source
+from tcnvae.data.splits import (
+    leave_one_domain_out,
+    split_by_subject,
+    uci_har_official,
+)
+from tcnvae.data.taxonomy import check_activity, label_space
+from tcnvae.data.windows import WindowSet, concat
+
+logger = logging.getLogger(__name__)
+
+SPLIT_FORMS = ("subject", "loso:<subject>", "lodo:<domain>", "uci_har_official")
+
+
+@dataclass
+class DataConfig:
+    """Everything that decides which windows a run trains and is evaluated on."""
+
+    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
+    paths: dict[str, str] = field(default_factory=dict)  # dataset -> file or folder
+    source_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> load() options
+    cache_dir: str | None = None
+    download: bool = False
+    channel_set: str | list[str] = "acc_gyro"
+    sample_rate: float = 50.0
+    window_seconds: float = 2.56
+    step_seconds: float = 1.28
+    min_purity: float = 0.8
+    domain_by: str = "dataset"
+    split: str = "subject"  # one of SPLIT_FORMS
+    val_fraction: float = 0.15  # of subjects, per dataset
+    test_fraction: float = 0.2  # of subjects, per dataset; only for split="subject"
+    seed: int = 0  # of the split and of the training loader's shuffling
+    batch_size: int = 64
+    sampling: str = "uniform"
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    activities: list[str] | None = None  # keep only these (None: all the datasets have)
+
+    def validate(self) -> DataConfig:
+        """Raise a ValueError naming the first bad setting; return self so calls can chain."""
+        if isinstance(self.augmentation, dict):
+            self.augmentation = Augmentation.from_dict(self.augmentation)
+        if not self.datasets:
+            raise ValueError("datasets is empty; name at least one source, e.g. ['synthetic']")
+        known = available_sources()
+        unknown = [name for name in self.datasets if name not in known]
+        if unknown:
+            raise ValueError(f"unknown datasets {unknown}; known sources: {', '.join(known)}")
+        if len(set(self.datasets)) != len(self.datasets):
+            raise ValueError(f"datasets {self.datasets} name a dataset twice")
+        for option, mapping in (("paths", self.paths), ("source_options", self.source_options)):
+            stray = sorted(set(mapping) - set(self.datasets))
+            if stray:
+                raise ValueError(f"{option} has entries for {stray}, which are not in datasets")
+        if isinstance(self.channel_set, str) and self.channel_set not in CHANNEL_SETS:
+            raise ValueError(
+                f"unknown channel_set {self.channel_set!r}; known: {', '.join(CHANNEL_SETS)}"
+            )
+        for name in ("sample_rate", "window_seconds", "step_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.window_length < 2:
+            raise ValueError(
+                f"window_seconds {self.window_seconds} at {self.sample_rate} Hz is under 2 samples"
+            )
+        if not 0 < self.min_purity <= 1:
+            raise ValueError(f"min_purity must lie in (0, 1], got {self.min_purity}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        if self.val_fraction + self.test_fraction >= 1:
+            raise ValueError(
+                f"val_fraction + test_fraction must be below 1, got "
+                f"{self.val_fraction} + {self.test_fraction}"
+            )
+        kind, colon, target = self.split.partition(":")
+        plain = kind in ("subject", "uci_har_official") and not colon
+        targeted = kind in ("loso", "lodo") and bool(target)
+        if not (plain or targeted):
+            raise ValueError(f"unknown split {self.split!r}; use one of {', '.join(SPLIT_FORMS)}")
+        if kind == "uci_har_official" and "uci_har" not in self.datasets:
+            raise ValueError("split 'uci_har_official' needs 'uci_har' in datasets")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        if self.sampling not in SAMPLING_MODES:
+            raise ValueError(f"unknown sampling {self.sampling!r}; use one of {', '.join(SAMPLING_MODES)}")
+        if self.activities is not None:
+            if not self.activities:
+                raise ValueError("activities is an empty list; use None to keep every activity")
+            for name in self.activities:
+                check_activity(name)
+        return self
+
+    @property
+    def window_length(self) -> int:
+        return int(round(self.window_seconds * self.sample_rate))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values only (JSON- and Ray-Tune-friendly)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> DataConfig:
+        names = {item.name for item in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown data options {unknown}; known: {sorted(names)}")
+        values = dict(values)
+        if "augmentation" in values and not isinstance(values["augmentation"], Augmentation):
+            values["augmentation"] = Augmentation.from_dict(values["augmentation"])
+        return cls(**values)
+
+
+def restrict_activities(ws: WindowSet, names: list[str]) -> WindowSet:
+    """Only the windows of activities ``names``, re-indexed into that (canonical) label space."""
+    target = label_space(names)
+    keep = np.isin(np.asarray(ws.activity_names)[ws.activity], target) if len(ws) else np.zeros(0, bool)
+    remap = np.array([target.index(a) if a in target else -1 for a in ws.activity_names], dtype=np.int64)
+    kept = ws.subset(keep)
+    return replace(kept, activity=remap[kept.activity] if len(kept) else kept.activity, activity_names=target)
+
+
+def _load_dataset(config: DataConfig, name: str) -> WindowSet:
+    loaded = load_source(
+        name,
+        path=config.paths.get(name),
+        cache_dir=config.cache_dir,
+        download=config.download,
+        **config.source_options.get(name, {}),
+    )
+    if isinstance(loaded, WindowSet):
+        return window_windowset(loaded, config.sample_rate, config.window_length, config.channel_set)
+    if not loaded or not all(isinstance(r, Recording) for r in loaded):
+        raise ValueError(f"source {name!r} returned no recordings (got {type(loaded).__name__})")
+    return window_recordings(
+        loaded,
+        config.window_seconds,
+        config.step_seconds,
+        config.sample_rate,
+        config.channel_set,
+        min_purity=config.min_purity,
+    )
+
+
+def build_windows(config: DataConfig) -> WindowSet:
+    """Every configured dataset, harmonised and pooled, restricted to ``config.activities``."""
+    config.validate()
+    windows = concat([_load_dataset(config, name) for name in config.datasets])
+    counts = windows.class_counts()
+    if config.activities is not None:
+        empty = [a for a in label_space(config.activities) if counts.get(a, 0) == 0]
+        if empty:
+            raise ValueError(
+                f"activities {empty} have no windows in datasets {config.datasets} "
+                f"(present: {[a for a, n in counts.items() if n]})"
+            )
+        return restrict_activities(windows, config.activities)
+    empty = [a for a, n in counts.items() if n == 0]
+    if empty:
+        logger.info("activities %s have no windows after windowing; left out of the label space", empty)
+        return restrict_activities(windows, [a for a, n in counts.items() if n])
+    return windows
+
+
+def split_windows(windows: WindowSet, config: DataConfig) -> dict[str, np.ndarray]:
+    """Index arrays {"train", "val", "test"} for ``config.split`` (see :mod:`tcnvae.data.splits`)."""
+    kind, _, target = config.split.partition(":")
+    if kind == "subject":
+        return split_by_subject(windows, config.val_fraction, config.test_fraction, config.seed)
+    if kind == "uci_har_official":
+        return uci_har_official(windows, config.val_fraction, config.seed)
+    by = "subject" if kind == "loso" else config.domain_by
+    return leave_one_domain_out(windows, target, by=by, val_fraction=config.val_fraction, seed=config.seed)
+
+
+@dataclass
+class PreparedData:
+    """Standardised train/val/test windows of one run, and the loaders over them."""
+
+    config: DataConfig
+    train: WindowSet
+    val: WindowSet
+    test: WindowSet
+    standardiser: Standardiser
+    domain_names: list[str]
+
+    @property
+    def activity_names(self) -> list[str]:
+        return self.train.activity_names
+
+    @property
+    def channel_names(self) -> list[str]:
+        return self.train.channel_names
+
+    @property
+    def window_length(self) -> int:
+        return self.train.window_length
+
+    @property
+    def num_activities(self) -> int:
+        return len(self.activity_names)
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.domain_names)
+
+    def loader(self, windows: WindowSet, *, augmented: bool = False, **options: Any) -> WindowLoader:
+        """A loader over ``windows`` with this run's domain labelling; ``options`` go to WindowLoader.
+
+        ``augmented`` applies the configured augmentation (in physical units, around this run's
+        standardisation) unless ``options`` give their own ``augment``.
+        """
+        options.setdefault("batch_size", self.config.batch_size)
+        options.setdefault("seed", self.config.seed)
+        if augmented and self.config.augmentation.active:
+            options.setdefault(
+                "augment",
+                self.config.augmentation.build(
+                    self.channel_names, self.standardiser.mean, self.standardiser.std
+                ),
+            )
+        return WindowLoader.from_windowset(
+            windows, domain_by=self.config.domain_by, domain_names=self.domain_names, **options
+        )
+
+    def train_loader(self, **options: Any) -> WindowLoader:
+        """Shuffled, with the configured sampling and augmentation."""
+        options.setdefault("shuffle", True)
+        options.setdefault("sampling", self.config.sampling)
+        return self.loader(self.train, augmented=True, **options)
+
+    def val_loader(self, **options: Any) -> WindowLoader:
+        """In order, every window once, no augmentation: deterministic evaluation."""
+        return self.loader(self.val, **options)
+
+    def test_loader(self, **options: Any) -> WindowLoader:
+        return self.loader(self.test, **options)
+
+    def metadata(self) -> dict[str, Any]:
+        """Plain-dict description of the data to store with runs and checkpoints."""
+        sides = {"train": self.train, "val": self.val, "test": self.test}
+        return {
+            "activity_names": self.activity_names,
+            "activity_index": {name: i for i, name in enumerate(self.activity_names)},
+            "domain_by": self.config.domain_by,
+            "domain_names": self.domain_names,
+            "channel_names": self.channel_names,
+            "sample_rate": self.train.sample_rate,
+            "window_length": self.window_length,
+            "standardiser": self.standardiser.state_dict(),
+            "config": self.config.to_dict(),
+            "splits": {
+                side: {
+                    "windows": len(ws),
+                    "subjects": sorted(set(ws.subject.tolist())),
+                    "class_counts": ws.class_counts(),
+                }
+                for side, ws in sides.items()
+            },
+        }
+
+
+def prepare(config: DataConfig | None = None) -> PreparedData:
+    """Load, harmonise, split by subject and standardise (statistics from the training side only)."""
+    config = (config or DataConfig()).validate()
+    windows = build_windows(config)
+    split = split_windows(windows, config)
+    if len(split["train"]) == 0:
+        raise ValueError(f"split {config.split!r} leaves no training windows")
+    train = windows.subset(split["train"])
+    missing = [a for a, n in train.class_counts().items() if n == 0]
+    if missing:
+        logger.warning("activities %s have no training windows under split %r", missing, config.split)
+    standardiser = Standardiser.fit(train)
+    _, domain_names = windows.domain_ids(config.domain_by)
+    prepared = PreparedData(
+        config=config,
+        train=standardiser.transform(train),
+        val=standardiser.transform(windows.subset(split["val"])),
+        test=standardiser.transform(windows.subset(split["test"])),
+        standardiser=standardiser,
+        domain_names=domain_names,
+    )
+    logger.info(
+        "prepared %s: %d train, %d val, %d test windows; %d activities, %d domains by %s",
+        ", ".join(config.datasets), len(prepared.train), len(prepared.val), len(prepared.test),
+        prepared.num_activities, prepared.num_domains, config.domain_by,
+    )
+    return prepared

@@ -1,0 +1,165 @@
+"""Subject-disjoint splits: every split assigns whole subjects, so no person is on two sides.
+
+Overlapping windows of one subject are near-copies of each other; splitting windows at random (what
+the replaced system did) puts those copies on both sides and inflates accuracy. Here a subject's
+windows always go together, and since windows never cross recordings, no sample leaks either.
+
+Every function returns index arrays into the given WindowSet, as a dict with keys "train", "val" and
+"test" (``leave_one_subject_out`` yields one such dict per subject). Fractions are fractions of
+*subjects*, counted per dataset so each dataset has subjects on each side where it has enough.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import numpy as np
+
+from tcnvae.data.windows import WindowSet
+
+logger = logging.getLogger(__name__)
+
+UCI_HAR_TEST_SUBJECTS = (2, 4, 9, 10, 12, 13, 18, 20, 24)
+SELECTION_ATTEMPTS = 200
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")
+
+
+def _indices(mask: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(mask).astype(np.int64)
+
+
+def _held_count(num_subjects: int, fraction: float, keep_at_least: int) -> int:
+    """Subjects to hold out: ``fraction`` rounded, at least one if asked for and enough remain."""
+    if fraction <= 0:
+        return 0
+    count = max(1, int(round(fraction * num_subjects)))
+    return max(0, min(count, num_subjects - keep_at_least))
+
+
+def stratified_subject_split(
+    ws: WindowSet,
+    fraction: float,
+    seed: int = 0,
+    index: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of the subjects (per dataset) so the held part keeps the class balance.
+
+    Among ``index`` (default: all windows), tries random subject choices and keeps the one whose
+    class proportions are closest to those of all the windows considered. Returns (rest, held).
+    """
+    _check_fraction("fraction", fraction)
+    index = np.arange(len(ws)) if index is None else np.asarray(index, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    held_subjects: list[str] = []
+    for dataset in sorted(set(ws.dataset[index].tolist())):
+        in_dataset = index[ws.dataset[index] == dataset]
+        subjects = np.array(sorted(set(ws.subject[in_dataset].tolist())))
+        count = _held_count(len(subjects), fraction, keep_at_least=1)
+        if fraction > 0 and count == 0:
+            logger.warning(
+                "dataset %s has %d subject(s); none can be held out (fraction %.2f)",
+                dataset, len(subjects), fraction,
+            )
+        if count:
+            held_subjects += _balanced_choice(ws, in_dataset, subjects, count, rng).tolist()
+    held = np.isin(ws.subject[index], held_subjects)
+    return index[~held], index[held]
+
+
+def _balanced_choice(
+    ws: WindowSet, index: np.ndarray, subjects: np.ndarray, count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``count`` of ``subjects`` whose windows' class proportions best match those of ``index``."""
+    num_classes = len(ws.activity_names)
+    position = np.searchsorted(subjects, ws.subject[index])
+    per_subject = np.zeros((len(subjects), num_classes))
+    np.add.at(per_subject, (position, ws.activity[index]), 1)
+    target = per_subject.sum(0) / per_subject.sum()
+    best, best_distance = None, np.inf
+    for _ in range(SELECTION_ATTEMPTS):
+        choice = rng.choice(len(subjects), size=count, replace=False)
+        counts = per_subject[choice].sum(0)
+        distance = np.abs(counts / max(counts.sum(), 1) - target).sum()
+        if distance < best_distance - 1e-12:
+            best, best_distance = choice, distance
+    return subjects[np.sort(best)]
+
+
+def split_by_subject(
+    ws: WindowSet, val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Train/val/test by subject, per dataset, class-balanced where the subjects allow it."""
+    _check_fraction("val_fraction", val_fraction)
+    _check_fraction("test_fraction", test_fraction)
+    if val_fraction + test_fraction >= 1:
+        raise ValueError(
+            f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}"
+        )
+    # Hold test first, then val as a share of what remains, so both are shares of all subjects.
+    rest, test = stratified_subject_split(ws, test_fraction, seed)
+    val_share = val_fraction / (1 - test_fraction) if val_fraction else 0.0
+    train, val = stratified_subject_split(ws, val_share, seed + 1, index=rest)
+    return _checked({"train": train, "val": val, "test": test}, ws)
+
+
+def leave_one_domain_out(
+    ws: WindowSet, target: str, by: str = "dataset", val_fraction: float = 0.15, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Test on the windows whose ``by`` grouping (dataset, subject, attribute) equals ``target``.
+
+    Train/val are split by subject from the other windows: cross-domain evaluation.
+    """
+    column = ws.grouping(by)
+    is_target = column == target
+    if not is_target.any():
+        raise ValueError(
+            f"no windows with {by} {target!r}; present: {', '.join(sorted(set(column.tolist())))}"
+        )
+    if is_target.all():
+        raise ValueError(f"every window has {by} {target!r}; nothing is left to train on")
+    train, val = stratified_subject_split(ws, val_fraction, seed, index=_indices(~is_target))
+    return _checked({"train": train, "val": val, "test": _indices(is_target)}, ws)
+
+
+def leave_one_subject_out(
+    ws: WindowSet, val_fraction: float = 0.0, seed: int = 0
+) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+    """(subject, split) for every subject in turn, that subject being the test set."""
+    for subject in sorted(set(ws.subject.tolist())):
+        yield subject, leave_one_domain_out(
+            ws, subject, by="subject", val_fraction=val_fraction, seed=seed
+        )
+
+
+def uci_har_official(ws: WindowSet, val_fraction: float = 0.15, seed: int = 0) -> dict[str, np.ndarray]:
+    """UCI-HAR's published test subjects as the test set; validation carved by subject from the rest.
+
+    Windows of other datasets pooled alongside go to train/val, so results on the test set stay
+    comparable to published UCI-HAR numbers.
+    """
+    if not (ws.dataset == "uci_har").any():
+        raise ValueError(
+            "the uci_har_official split needs windows of dataset 'uci_har'; present: "
+            f"{', '.join(sorted(set(ws.dataset.tolist())))}"
+        )
+    official = {f"uci_har:{s}" for s in UCI_HAR_TEST_SUBJECTS}
+    is_test = np.isin(ws.subject, sorted(official))
+    train, val = stratified_subject_split(ws, val_fraction, seed, index=_indices(~is_test))
+    return _checked({"train": train, "val": val, "test": _indices(is_test)}, ws)
+
+
+def _checked(split: dict[str, np.ndarray], ws: WindowSet) -> dict[str, np.ndarray]:
+    """Guard the invariant every split promises: no subject on two sides."""
+    sides = {name: set(ws.subject[index].tolist()) for name, index in split.items()}
+    names = list(sides)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            shared = sides[a] & sides[b]
+            if shared:
+                raise AssertionError(f"subjects {sorted(shared)[:5]} are in both {a} and {b}")
+    return {name: np.sort(index) for name, index in split.items()}

@@ -1,0 +1,47 @@
+"""Shared data fixtures: the default synthetic windows and, when present, real UCI-HAR windows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tcnvae.data import WindowSet, load_source, window_recordings
+
+SHARED_DATA = Path(
+    os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
+)
+
+
+@pytest.fixture(scope="session")
+def synthetic_windows() -> WindowSet:
+    """The default synthetic data set (4 domains x 6 subjects x 8 activities), windowed at 50 Hz."""
+    recordings = load_source("synthetic")
+    return window_recordings(recordings, 2.56, 1.28, 50.0, "acc_gyro")
+
+
+@pytest.fixture(scope="session")
+def uci_har_windowset() -> WindowSet:
+    """UCI-HAR's 10,299 windows (N, 128, 9) from the shared npz; skips when the file is absent."""
+    path = SHARED_DATA / "uci_har_windows.npz"
+    if not path.is_file():
+        pytest.skip(f"real UCI-HAR windows not found at {path} (set TCNVAE_SHARED_DATA)")
+    return load_source("uci_har", path=path)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray instance for the whole session: starting Ray takes seconds, so tests share it.
+
+    Two CPUs, like the CI machine; searches and trainables skip ``ray.init`` when Ray is running.
+    """
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=500 * 1024**2,
+                 logging_level="WARNING")
+    yield ray
+    if started_here:
+        ray.shutdown()
