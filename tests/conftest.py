@@ -1,4 +1,4 @@
-"""Shared data fixtures: the default synthetic windows and, when present, real UCI-HAR windows."""
+"""Shared fixtures: one torch thread, the synthetic and (when present) real UCI-HAR windows, one Ray instance."""
 
 from __future__ import annotations
 
@@ -6,12 +6,23 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from tcnvae.data import WindowSet, load_source, window_recordings
 
 SHARED_DATA = Path(
     os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
 )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny models on a 2-core machine: a second intra-op thread only adds synchronisation, and Ray
+    trials run one thread each (a 1-CPU actor), so plain runs here compute exactly what trials do."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,310 @@
+"""The flat trial config: every knob of one TCN-VAE trial in one dict, and its validation.
+
+Flat because Tune search spaces, Optuna, PBT mutations, the leaderboard CSV and TensorBoard's HParams
+all address hyperparameters by a single key; nesting would make every search spell paths. Validation
+runs before Ray starts (the searches call it on their base config and on the bounds of their search
+space), so an impossible value costs a message, not a cluster start-up and a crashed trial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import fields
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from tcnvae.beta_schedules import BETA_SCHEDULES
+from tcnvae.data.pipeline import DataConfig
+
+OBJECTIVES: dict[str, str] = {
+    "accuracy": "val/accuracy",
+    "worst_domain_accuracy": "val/worst_domain_accuracy",
+    "target_accuracy": "target/accuracy",
+}
+"""What a search may optimise (all maximised), by flag value → reported metric.
+
+- ``accuracy``: activity accuracy on the validation subjects — people never seen in training, from
+  the training domains. The default: it measures generalisation to new people, not to new datasets.
+- ``worst_domain_accuracy``: the lowest per-domain validation accuracy. Selects models that do not buy
+  their average by failing one dataset (or placement, or subject group); the domain-robust choice.
+- ``target_accuracy``: accuracy on a small labelled slice of a *target* domain that is held out of
+  training (``target_domain``; ``target_labelled_fraction`` of its subjects are labelled for model
+  selection, the rest stay unseen for the final test). The choice when you know where the model will
+  be deployed and can label a little of it.
+"""
+OBJECTIVE_MODE = "max"
+
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine")
+
+# Hyperparameters that may change while a trial runs (PBT mutates them; a replay schedule sets them
+# per epoch). Each checkpoint's hyperparameter history records exactly these, epoch by epoch.
+MUTABLE_KEYS: tuple[str, ...] = (
+    "lr", "weight_decay", "beta", "lambda_act", "lambda_dom", "beta_schedule", "beta_warmup_epochs",
+    "beta_cycle_epochs", "beta_ramp_fraction", "beta_center_epoch", "beta_steepness",
+    "alpha_ramp_epochs", "label_smoothing", "grad_clip", "input_noise",
+)
+
+# Parameters of each β schedule, as config key → schedule argument.
+BETA_SCHEDULE_PARAMS: dict[str, dict[str, str]] = {
+    "constant": {},
+    "linear": {"beta_warmup_epochs": "warmup_epochs"},
+    "cyclical": {"beta_cycle_epochs": "cycle_epochs", "beta_ramp_fraction": "ramp_fraction"},
+    "sigmoid": {"beta_center_epoch": "center_epoch", "beta_steepness": "steepness"},
+}
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    # data (tcnvae.data.pipeline.DataConfig documents each; flat names here, mapped by data_config())
+    "datasets": ["synthetic"],
+    "data_paths": {},  # dataset name -> file or folder; absent: the source's cache
+    "source_options": {},  # dataset name -> options of its load(), e.g. synthetic subjects_per_domain
+    "data_cache_dir": None,
+    "data_download": False,
+    "activities": None,  # None: every activity the datasets have
+    "split": "subject",  # "subject", "loso:<subject>", "lodo:<domain>", "uci_har_official"
+    "val_fraction": 0.15,
+    "test_fraction": 0.2,
+    "domain_by": "dataset",
+    "channel_set": "acc_gyro",
+    "sample_rate": 50.0,
+    "window_seconds": 2.56,
+    "step_seconds": 1.28,
+    "min_purity": 0.8,
+    "sampling": "uniform",  # "uniform", "class_balanced", "domain_balanced"
+    "augment_noise_std": 0.0,
+    "augment_scale_std": 0.0,
+    "augment_rotation_deg": 0.0,
+    "augment_time_warp": 0.0,
+    # model
+    "latent_dim": 16,
+    "hidden_dims": [32, 32],  # encoder TCN block widths; small by default so CPU searches finish
+    "kernel_size": 3,
+    "dropout": 0.2,
+    "head_hidden": 32,
+    "decoder_channels": 32,
+    # optimisation
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "batch_size": 64,
+    "optimizer": "adam",
+    "lr_schedule": "constant",
+    "max_epochs": 10,
+    "grad_clip": 1.0,  # None: no clipping
+    "label_smoothing": 0.0,
+    "input_noise": 0.0,
+    # loss
+    "beta": 1.0,
+    "lambda_act": 1.0,
+    "lambda_dom": 0.1,
+    "beta_schedule": "constant",
+    "beta_warmup_epochs": 10.0,
+    "beta_cycle_epochs": 10.0,
+    "beta_ramp_fraction": 0.5,
+    "beta_center_epoch": 5.0,
+    "beta_steepness": 1.0,
+    "alpha_ramp_epochs": 10.0,
+    # model selection
+    "objective": "accuracy",
+    "target_domain": None,
+    "target_labelled_fraction": 0.2,
+    # execution
+    "seed": 0,
+    "workers_per_trial": 1,
+    "use_gpu": False,
+    "epochs_per_fit": 1,  # multi-worker trials: epochs per TorchTrainer.fit(); PBT: its perturbation interval
+    "replay_schedule": None,  # None, or a list of {"epoch": e, <MUTABLE_KEYS>...} (tcnvae.tuning.replay)
+}
+
+
+def _problem(key: str, value: Any, expected: str) -> str:
+    return f"{key}={value!r}: expected {expected}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _check_numbers(config: Mapping[str, Any]) -> list[str]:
+    """Range checks of the numeric knobs, as (key, test, expectation) rows."""
+    rules: list[tuple[str, Any, str]] = [
+        ("lr", lambda v: _is_number(v) and v > 0, "a positive number"),
+        ("weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+        ("beta", lambda v: _is_number(v) and v >= 0, "a number >= 0 (the KL weight)"),
+        ("lambda_act", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+        ("lambda_dom", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+        ("beta_warmup_epochs", lambda v: _is_number(v) and v > 0, "a positive number of epochs"),
+        ("beta_cycle_epochs", lambda v: _is_number(v) and v > 0, "a positive number of epochs"),
+        ("beta_ramp_fraction", lambda v: _is_number(v) and 0 < v <= 1, "a fraction in (0, 1]"),
+        ("beta_center_epoch", _is_number, "a finite number of epochs"),
+        ("beta_steepness", lambda v: _is_number(v) and v > 0, "a positive number per epoch"),
+        ("alpha_ramp_epochs", lambda v: _is_number(v) and v > 0, "a positive number of epochs"),
+        ("label_smoothing", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+        ("grad_clip", lambda v: v is None or (_is_number(v) and v > 0), "None or a positive number"),
+        ("input_noise", lambda v: _is_number(v) and v >= 0, "a number >= 0 (std of training input noise)"),
+        ("dropout", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+        ("batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("max_epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("latent_dim", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("kernel_size", lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
+        ("head_hidden", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("decoder_channels", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+        ("workers_per_trial", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("epochs_per_fit", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("target_labelled_fraction", lambda v: _is_number(v) and 0 < v < 1, "a fraction in (0, 1)"),
+        ("hidden_dims", lambda v: isinstance(v, (list, tuple)) and len(v) > 0
+         and all(_is_int(w) and w >= 1 for w in v), "a non-empty list of positive integers"),
+        ("use_gpu", lambda v: isinstance(v, bool), "True or False"),
+    ]
+    return [_problem(key, config[key], expected) for key, test, expected in rules if not test(config[key])]
+
+
+def _check_choices(config: Mapping[str, Any]) -> list[str]:
+    problems = []
+    for key, allowed in (("objective", tuple(OBJECTIVES)), ("optimizer", OPTIMIZERS),
+                         ("lr_schedule", LR_SCHEDULES), ("beta_schedule", tuple(BETA_SCHEDULES))):
+        if config[key] not in allowed:
+            problems.append(_problem(key, config[key], f"one of {', '.join(allowed)}"))
+    if config["objective"] == "target_accuracy" and not config["target_domain"]:
+        problems.append(_problem("target_domain", config["target_domain"],
+                                 "a domain name: objective 'target_accuracy' needs a target domain"))
+    return problems
+
+
+def _check_replay(schedule: Any) -> list[str]:
+    if schedule is None:
+        return []
+    if not isinstance(schedule, list) or not all(isinstance(entry, Mapping) for entry in schedule):
+        return [_problem("replay_schedule", schedule, "None or a list of per-epoch dicts")]
+    problems = []
+    for entry in schedule:
+        epoch = entry.get("epoch")
+        unknown = sorted(set(entry) - {"epoch", *MUTABLE_KEYS})
+        if not _is_int(epoch) or epoch < 0:
+            problems.append(_problem("replay_schedule", entry, "an 'epoch' >= 0 in every entry"))
+        if unknown:
+            problems.append(_problem("replay_schedule", entry,
+                                     f"only 'epoch' and the mutable keys ({', '.join(MUTABLE_KEYS)}); "
+                                     f"unknown: {', '.join(unknown)}"))
+    if not problems:
+        for entry in schedule:
+            # Each epoch's values must be a valid config on their own.
+            problems += [f"replay_schedule epoch {entry['epoch']}: {p}" for p in
+                         _check_numbers({**DEFAULT_CONFIG, **entry}) + _check_choices({**DEFAULT_CONFIG, **entry})]
+    return problems
+
+
+def _plain(value: Any) -> Any:
+    """Python scalars in place of NumPy ones (search spaces sample NumPy values): checkpoints are
+    loaded with ``weights_only=True``, which refuses NumPy scalars, and JSON cannot write them."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``config`` merged over :data:`DEFAULT_CONFIG`, checked; raises one ValueError listing every problem.
+
+    Unknown keys are errors too: a misspelt hyperparameter would otherwise be searched with no effect.
+    The data knobs are checked by the data layer's own ``DataConfig`` (no data is loaded here).
+    """
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(DEFAULT_CONFIG))}")
+    merged = {key: _plain(value) for key, value in {**DEFAULT_CONFIG, **config}.items()}
+    problems = _check_numbers(merged) + _check_choices(merged) + _check_replay(merged["replay_schedule"])
+    if not problems:
+        try:
+            data_config(merged)
+        except (TypeError, ValueError) as error:
+            problems.append(str(error))
+    if problems:
+        raise ValueError("invalid trial config: " + "; ".join(problems))
+    return merged
+
+
+# Flat trial keys -> DataConfig fields, where the names differ (context-free names in a flat dict).
+_DATA_KEYS = {"data_paths": "paths", "data_cache_dir": "cache_dir", "data_download": "download"}
+_AUGMENT_PREFIX = "augment_"
+
+
+def data_config(config: Mapping[str, Any]) -> DataConfig:
+    """The data layer's :class:`DataConfig` for a validated-shape trial config, checked by its own rules.
+
+    With a ``target_domain`` and the default ``split="subject"``, the split becomes
+    ``"lodo:<target_domain>"``: the target is held out of training and is what the test side holds.
+    """
+    names = {item.name for item in fields(DataConfig)}
+    values = {_DATA_KEYS.get(key, key): value for key, value in config.items()
+              if _DATA_KEYS.get(key, key) in names}
+    values["augmentation"] = {key[len(_AUGMENT_PREFIX):]: value for key, value in config.items()
+                              if key.startswith(_AUGMENT_PREFIX)}
+    target = config["target_domain"]
+    if target:
+        held_out = f"lodo:{target}"
+        if values["split"] == DEFAULT_CONFIG["split"]:
+            values["split"] = held_out
+        elif values["split"] != held_out:
+            raise ValueError(_problem("split", values["split"],
+                                      f"{held_out!r} (or the default {DEFAULT_CONFIG['split']!r}): "
+                                      f"target_domain={target!r} is held out of training"))
+    return DataConfig.from_dict(values).validate()
+
+
+def beta_schedule_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The chosen β schedule's arguments, read from their flat config keys."""
+    return {argument: config[key] for key, argument in BETA_SCHEDULE_PARAMS[config["beta_schedule"]].items()}
+
+
+def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers_per_trial: int = 1) -> None:
+    """Refuse trial resources the cluster can never grant, before anything starts.
+
+    A trial asking for a GPU on a machine without one would sit pending forever in Tune. GPUs are
+    counted on the connected Ray cluster when there is one, else on this machine. A multi-worker trial
+    splits its CPUs and GPUs evenly across its workers; more than one GPU per worker must be whole.
+    """
+    problems = []
+    if not _is_int(workers_per_trial) or workers_per_trial < 1:
+        problems.append(_problem("workers_per_trial", workers_per_trial, "an integer >= 1"))
+    if not _is_number(cpus_per_trial) or cpus_per_trial <= 0:
+        problems.append(_problem("cpus_per_trial", cpus_per_trial, "a positive number"))
+    if not _is_number(gpus_per_trial) or gpus_per_trial < 0:
+        problems.append(_problem("gpus_per_trial", gpus_per_trial, "a number >= 0"))
+    if problems:
+        raise ValueError("invalid trial resources: " + "; ".join(problems))
+    per_worker = gpus_per_trial / workers_per_trial
+    if per_worker > 1 and per_worker != int(per_worker):
+        raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
+                                  f"a whole number of GPUs per worker when above 1 "
+                                  f"({workers_per_trial} workers get {per_worker} each)"))
+    if gpus_per_trial > 0:
+        available = available_gpus()
+        if available == 0:
+            raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
+                                      "0 on this machine: it has no GPU (no CUDA device, and the Ray "
+                                      "cluster, if connected, reports none)"))
+        if per_worker > available:
+            raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
+                                      f"at most {available} GPU(s) per worker, which is all there is"))
+
+
+def available_gpus() -> float:
+    """GPUs of the connected Ray cluster, or of this machine when Ray is not running."""
+    import ray
+    import torch
+
+    if ray.is_initialized():
+        return float(ray.cluster_resources().get("GPU", 0))
+    return float(torch.cuda.device_count())

@@ -1,0 +1,283 @@
+"""The training loop of one trial, shared by single-worker Tune trials, Ray Train workers and plain runs.
+
+:func:`run_trial` builds everything from the flat config (data, a TCN-VAE sized from the data, a
+configured :class:`~tcnvae.trainer.TCNVAETrainer`), restores from a checkpoint directory when given
+one, then each epoch: applies the epoch's replayed hyperparameters (if any), trains, validates,
+evaluates the target slice (if a target domain is set), logs to TensorBoard, writes a checkpoint
+directory and hands both to ``report``. Where the report goes (Tune, Ray Train, a list in a test) is
+the caller's business, which is how one loop serves every mode.
+
+Reproducibility: the seed fixes the split, the model's initialisation and every epoch's batch order
+(the loader seeds by (seed, epoch)); a checkpoint holds the RNG states, so a resumed or cloned trial
+continues exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn, optim
+
+from tcnvae.beta_schedules import make_beta_schedule
+from tcnvae.checkpoints import load_checkpoint, save_checkpoint
+from tcnvae.data.loaders import WindowLoader
+from tcnvae.data.pipeline import PreparedData, prepare
+from tcnvae.model import TCNVAE
+from tcnvae.trainer import TCNVAETrainer
+from tcnvae.tuning.config import beta_schedule_params, data_config, validate_config
+from tcnvae.tuning.replay import history_entry, scheduled_values
+from tcnvae.tuning.tensorboard import HPARAM_METRICS, TARGET_METRIC, TrialBoard
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "trial_state.pt"
+
+Report = Callable[[dict[str, float], Path | None], None]
+"""Receives each epoch's metrics and the checkpoint directory (None on ranks that write none); the
+directory is temporary, so a report must copy or persist it before returning."""
+
+
+@dataclass
+class TrialState:
+    """Trial state beyond the trainer's own: saved in every checkpoint, restored with it.
+
+    ``curriculum`` is the state of a curriculum policy (its stage, counters); policies keep it here so
+    that PBT clones and resumed trials continue in the right stage.
+    """
+
+    hyperparameter_history: list[dict[str, Any]] = field(default_factory=list)
+    curriculum: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Worker:
+    """Where this copy of the loop runs: its rank among the trial's workers and its device."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    parallelize: Callable[[nn.Module], nn.Module] | None = None  # e.g. ray.train.torch.prepare_model
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(config: Mapping[str, Any], data: PreparedData) -> TCNVAE:
+    """A TCN-VAE sized from the data: one input per channel, one output per activity and per domain."""
+    return TCNVAE(
+        input_dim=len(data.channel_names), latent_dim=config["latent_dim"], num_activities=data.num_activities,
+        num_domains=data.num_domains, hidden_dims=config["hidden_dims"], kernel_size=config["kernel_size"],
+        dropout=config["dropout"], head_hidden=config["head_hidden"], decoder_channels=config["decoder_channels"],
+    )
+
+
+def build_trainer(config: Mapping[str, Any], model: TCNVAE, device: torch.device) -> TCNVAETrainer:
+    trainer = TCNVAETrainer(model, device, config["lr"])
+    trainer.verbose = False
+    optimizer_class = optim.AdamW if config["optimizer"] == "adamw" else optim.Adam
+    trainer.optimizer = optimizer_class(trainer.model.parameters(), lr=config["lr"],
+                                        weight_decay=config["weight_decay"])
+    if config["lr_schedule"] == "cosine":
+        trainer.scheduler = optim.lr_scheduler.CosineAnnealingLR(trainer.optimizer, T_max=config["max_epochs"])
+    apply_hyperparameters(trainer, config)
+    return trainer
+
+
+def apply_hyperparameters(trainer: TCNVAETrainer, values: Mapping[str, Any]) -> None:
+    """Set the mutable hyperparameters on a live trainer (at start, after a PBT clone, per replay epoch).
+
+    A new learning rate keeps the scheduler's progress: under cosine annealing the current rate is
+    rescaled by new/old base rate, so the curve continues at the new height instead of restarting.
+    """
+    trainer.beta = values["beta"]
+    trainer.lambda_act = values["lambda_act"]
+    trainer.lambda_dom = values["lambda_dom"]
+    trainer.beta_schedule = make_beta_schedule(values["beta_schedule"], **beta_schedule_params(values))
+    trainer.alpha_ramp_epochs = values["alpha_ramp_epochs"]
+    trainer.label_smoothing = values["label_smoothing"]
+    trainer.grad_clip = values["grad_clip"]
+    trainer.input_noise = values["input_noise"]
+    scheduler = trainer.scheduler
+    base_rates = getattr(scheduler, "base_lrs", None)
+    for index, group in enumerate(trainer.optimizer.param_groups):
+        progress = group["lr"] / base_rates[index] if base_rates and base_rates[index] > 0 else 1.0
+        group["lr"] = values["lr"] * progress
+        group["initial_lr"] = values["lr"]
+        group["weight_decay"] = values["weight_decay"]
+    if base_rates is not None:
+        scheduler.base_lrs = [values["lr"]] * len(base_rates)
+
+
+class RankShard:
+    """Every ``world_size``-th batch of a loader, from ``rank`` on: this worker's share of an epoch.
+
+    All workers build the same seeded batch plan, so the shards are disjoint and together cover the
+    epoch; each gets ``len(loader) // world_size`` batches, so DDP's collective steps stay in lockstep.
+    ``batch_size`` is therefore per worker.
+    """
+
+    def __init__(self, loader: WindowLoader, rank: int, world_size: int):
+        self.loader = loader
+        self.rank = rank
+        self.world_size = world_size
+        self.domain_names = loader.domain_names
+
+    def set_epoch(self, epoch: int) -> None:
+        self.loader.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader) // self.world_size
+
+    def __iter__(self) -> Iterator[Any]:
+        wanted = len(self)
+        for index, batch in enumerate(self.loader):
+            if index >= wanted * self.world_size:
+                return
+            if index % self.world_size == self.rank:
+                yield batch
+
+
+def target_slice(data: PreparedData, fraction: float, seed: int) -> WindowLoader:
+    """Loader over the labelled slice of the held-out target domain: ``fraction`` of its subjects.
+
+    The target domain is the test side of a ``lodo:<target>`` split. Whole subjects form the slice (at
+    least one, and at least one left out when there are two or more), so selecting on it does not
+    see the people the final test is on.
+    """
+    subjects = np.array(sorted(set(data.test.subject.tolist())))
+    if len(subjects) == 0:
+        raise ValueError(f"the target domain of split {data.config.split!r} has no windows")
+    count = max(1, int(round(fraction * len(subjects))))
+    if len(subjects) > 1:
+        count = min(count, len(subjects) - 1)
+    chosen = np.random.default_rng([seed, 7]).choice(subjects, size=count, replace=False)
+    logger.info("target slice: %d of %d target subjects (%s)", count, len(subjects), ", ".join(sorted(chosen)))
+    return data.loader(data.test.subset(np.isin(data.test.subject, chosen)))
+
+
+def epoch_metrics(trainer: TCNVAETrainer, target_accuracy: float | None) -> dict[str, float]:
+    """The flat metrics of the epoch just run; the keys are also the TensorBoard tags."""
+    train, val = trainer.last_train_metrics, trainer.last_val_metrics
+    metrics = {
+        "epoch": trainer.epoch,
+        "loss/total": train["total"], "loss/recon": train["recon"], "loss/kl": train["kl"],
+        "loss/activity": train["activity"], "loss/domain": train["domain"],
+        "schedule/beta": train["beta"], "schedule/alpha": train["alpha"], "schedule/lr": train["lr"],
+        "train/domain_accuracy": train["domain_accuracy"],
+        "val/loss": val["loss"], "val/accuracy": val["accuracy"], "val/macro_f1": val["macro_f1"],
+        "val/worst_domain_accuracy": val["worst_domain_accuracy"],
+        "val/domain_classifier_accuracy": val["domain_classifier_accuracy"],
+    }
+    metrics.update({f"val/domain/{name}": value for name, value in val["per_domain_accuracy"].items()})
+    if target_accuracy is not None:
+        metrics[TARGET_METRIC] = target_accuracy
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def _train_epoch(trainer: TCNVAETrainer, loader: Any, epoch: int, parallel: nn.Module | None) -> None:
+    """One training epoch, through the DDP wrapper when there is one (it syncs the gradients)."""
+    if parallel is None:
+        trainer.train_epoch(loader, epoch)
+        return
+    bare = trainer.model
+    trainer.model = parallel
+    try:
+        trainer.train_epoch(loader, epoch)
+    finally:
+        trainer.model = bare
+
+
+def save_trial_checkpoint(directory: Path, trainer: TCNVAETrainer, state: TrialState,
+                          config: Mapping[str, Any]) -> None:
+    save_checkpoint({"trainer": trainer.state_dict(), "hyperparameter_history": state.hyperparameter_history,
+                     "curriculum": state.curriculum, "config": dict(config)}, directory / CHECKPOINT_FILE)
+
+
+def load_trial_checkpoint(directory: str | Path, trainer: TCNVAETrainer) -> TrialState:
+    """Restore ``trainer`` (weights, optimizer, scheduler, epoch, RNG) from a checkpoint directory."""
+    payload = load_checkpoint(Path(directory) / CHECKPOINT_FILE, map_location=trainer.device)
+    trainer.load_state_dict(payload["trainer"])
+    return TrialState(list(payload["hyperparameter_history"]), dict(payload["curriculum"]))
+
+
+def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | Path | None = None,
+              log_dir: str | Path | None = None, worker: Worker | None = None,
+              until_epoch: int | None = None) -> TrialState:
+    """Run one trial from epoch 0, or from the checkpoint in ``restore_dir``, to ``max_epochs``.
+
+    ``until_epoch`` stops earlier (a multi-worker trial runs its epochs in several Ray Train fits);
+    the schedules still span ``max_epochs``.
+
+    After a restore the trial's *current* config sets the hyperparameters, not the checkpoint's: that
+    is how a PBT clone takes the donor's weights with its own perturbed values. Only rank 0 writes
+    TensorBoard (to ``log_dir``) and checkpoints. Returns the final trial state.
+    """
+    config = validate_config(config)
+    worker = worker or Worker()
+    seed_everything(config["seed"])
+    data = prepare(data_config(config))
+    model = build_model(config, data)
+    trainer = build_trainer(config, model, worker.device)
+    state = TrialState()
+    if restore_dir is not None:
+        state = load_trial_checkpoint(restore_dir, trainer)
+        apply_hyperparameters(trainer, config)
+        logger.info("restored from %s at epoch %d", restore_dir, trainer.epoch)
+    trainer.metadata = {"data": data.metadata(), "config": dict(config)}  # saved with every checkpoint
+    parallel = worker.parallelize(trainer.model) if worker.parallelize is not None else None
+    train_loader: Any = data.train_loader()
+    if worker.world_size > 1:
+        if len(train_loader) < worker.world_size:
+            raise ValueError(f"{len(train_loader)} training batches cannot feed {worker.world_size} workers; "
+                             "lower batch_size or workers_per_trial")
+        train_loader = RankShard(train_loader, worker.rank, worker.world_size)
+    val_loader = data.val_loader()
+    target_loader = (target_slice(data, config["target_labelled_fraction"], config["seed"])
+                     if config["target_domain"] else None)
+    board = None
+    if log_dir is not None and worker.rank == 0:
+        tags = [*HPARAM_METRICS, *([TARGET_METRIC] if target_loader is not None else [])]
+        board = TrialBoard(log_dir, config, tags, first_step=trainer.epoch + 1)
+    current = dict(config)
+    end = config["max_epochs"] if until_epoch is None else min(until_epoch, config["max_epochs"])
+    try:
+        for epoch in range(trainer.epoch, end):
+            replayed = scheduled_values(config["replay_schedule"], epoch)
+            if replayed:
+                current.update(replayed)
+                apply_hyperparameters(trainer, current)
+            state.hyperparameter_history.append(history_entry(epoch, current))
+            _train_epoch(trainer, train_loader, epoch, parallel)
+            target_accuracy = trainer.validate(target_loader)[1] if target_loader is not None else None
+            trainer.validate(val_loader)
+            trainer.epoch = epoch + 1
+            metrics = epoch_metrics(trainer, target_accuracy)
+            if board is not None:
+                board.log_epoch(metrics, trainer.epoch, trainer.last_val_metrics["confusion"], data.activity_names)
+            _checkpoint_and_report(report, metrics, trainer, state, current, worker.rank == 0)
+    finally:
+        if board is not None:
+            board.close(completed=trainer.epoch == config["max_epochs"])
+    return state
+
+
+def _checkpoint_and_report(report: Report, metrics: dict[str, float], trainer: TCNVAETrainer,
+                           state: TrialState, config: Mapping[str, Any], writes_checkpoint: bool) -> None:
+    if not writes_checkpoint:
+        report(metrics, None)
+        return
+    with tempfile.TemporaryDirectory(prefix="tcnvae-checkpoint-") as directory:
+        save_trial_checkpoint(Path(directory), trainer, state, config)
+        report(metrics, Path(directory))
+

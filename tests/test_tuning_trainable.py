@@ -1,0 +1,241 @@
+"""The trial loop and its Tune/Train trainables, on tiny synthetic data and a tiny model."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
+
+from tcnvae.checkpoints import load_checkpoint
+from tcnvae.tuning import (
+    CHECKPOINT_FILE,
+    MUTABLE_KEYS,
+    check_resources,
+    load_replay,
+    make_trainable,
+    run_trial,
+    train_trial,
+    tune_logger_callbacks,
+    validate_config,
+    write_replay,
+)
+
+TINY = {
+    "source_options": {"synthetic": {"num_domains": 2, "subjects_per_domain": 3, "seconds_per_activity": 6.0}},
+    "val_fraction": 0.2,
+    "test_fraction": 0.2,
+    "hidden_dims": [8],
+    "latent_dim": 4,
+    "head_hidden": 8,
+    "decoder_channels": 8,
+    "batch_size": 16,
+    "max_epochs": 2,
+}
+LOOP_METRICS = {
+    "epoch", "loss/total", "loss/recon", "loss/kl", "loss/activity", "loss/domain", "schedule/beta",
+    "schedule/alpha", "schedule/lr", "train/domain_accuracy", "val/loss", "val/accuracy", "val/macro_f1",
+    "val/worst_domain_accuracy", "val/domain_classifier_accuracy", "val/domain/synthetic_a",
+    "val/domain/synthetic_b",
+}
+
+
+class Recorder:
+    """A report function that keeps every epoch's metrics and a copy of every checkpoint."""
+
+    def __init__(self, checkpoint_root: Path | None = None):
+        self.metrics: list[dict[str, float]] = []
+        self.checkpoints: list[Path] = []
+        self.checkpoint_root = checkpoint_root
+
+    def __call__(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
+        self.metrics.append(metrics)
+        if self.checkpoint_root is not None and checkpoint_dir is not None:
+            kept = self.checkpoint_root / f"epoch_{int(metrics['epoch'])}"
+            shutil.copytree(checkpoint_dir, kept)
+            self.checkpoints.append(kept)
+
+
+def run(config: dict, **options) -> Recorder:
+    recorder = Recorder(options.pop("checkpoint_root", None))
+    run_trial({**TINY, **config}, recorder, **options)
+    return recorder
+
+
+# -- validation, before anything starts --------------------------------------------------------------
+
+@pytest.mark.parametrize("bad, named", [
+    ({"beta": -0.1}, "beta=-0.1"),
+    ({"datasets": []}, "datasets is empty"),
+    ({"datasets": ["no_such_dataset"]}, "no_such_dataset"),
+    ({"batch_size": 0}, "batch_size=0"),
+    ({"lr": 0}, "lr=0"),
+    ({"dropout": 1.0}, "dropout=1.0"),
+    ({"val_fraction": 0.6, "test_fraction": 0.5}, "val_fraction + test_fraction"),
+    ({"objective": "loss"}, "objective='loss'"),
+    ({"objective": "target_accuracy"}, "target_domain"),
+    ({"target_domain": "synthetic_b", "split": "subject:1"}, "lodo:synthetic_b"),
+    ({"replay_schedule": [{"epoch": 0, "beta": -1.0}]}, "replay_schedule epoch 0: beta=-1.0"),
+    ({"learning_rate": 1e-3}, "unknown config keys ['learning_rate']"),
+])
+def test_validate_config_names_the_bad_value(bad, named):
+    with pytest.raises(ValueError) as error:
+        validate_config(bad)
+    assert named in str(error.value)
+
+
+def test_validate_config_fills_defaults_and_holds_out_the_target_domain():
+    from tcnvae.tuning import data_config
+
+    config = validate_config({"target_domain": "synthetic_b", "objective": "target_accuracy"})
+    assert config["lambda_dom"] == 0.1 and config["objective"] == "target_accuracy"
+    assert data_config(config).split == "lodo:synthetic_b"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_gpus_per_trial_refused_without_a_gpu():
+    with pytest.raises(ValueError, match="gpus_per_trial=0.25.*no GPU"):
+        check_resources(cpus_per_trial=1, gpus_per_trial=0.25)
+    with pytest.raises(ValueError, match="workers_per_trial=0"):
+        check_resources(workers_per_trial=0)
+    check_resources(cpus_per_trial=0.5, gpus_per_trial=0, workers_per_trial=2)
+
+
+# -- the loop without Ray ------------------------------------------------------------------------------
+
+def test_seed_fixes_metrics_and_another_seed_changes_them():
+    first, again, other = run({"seed": 3}), run({"seed": 3}), run({"seed": 4})
+    assert [set(m) for m in first.metrics] == [LOOP_METRICS] * 2
+    assert first.metrics == again.metrics
+    assert first.metrics != other.metrics
+
+
+def test_checkpoint_holds_the_full_state_and_resuming_continues_exactly(tmp_path):
+    # NumPy scalars, as search spaces sample them, must not make the checkpoint unloadable.
+    config = {"lr_schedule": "cosine", "optimizer": "adamw", "weight_decay": np.float64(1e-3),
+              "batch_size": np.int64(16), "max_epochs": 3}
+    straight = run(config, checkpoint_root=tmp_path)
+    payload = load_checkpoint(straight.checkpoints[0] / CHECKPOINT_FILE)
+    state = payload["trainer"]
+    assert state["epoch"] == 1
+    assert state["optimizer_state"]["state"], "optimizer moments are saved"
+    assert state["scheduler_state"]["last_epoch"] == 1
+    assert set(state["rng"]) >= {"python", "numpy", "torch"}
+    assert payload["hyperparameter_history"] == [{"epoch": 0, **{k: payload["config"][k] for k in MUTABLE_KEYS}}]
+    assert state["metadata"]["data"]["activity_names"], "the label mapping travels with the weights"
+
+    resumed = run(config, restore_dir=straight.checkpoints[0])
+    assert resumed.metrics == straight.metrics[1:]
+
+
+def test_restore_takes_the_new_config_and_replay_reproduces_the_schedule(tmp_path):
+    """A PBT exploit in miniature: epochs 0-1 under one config, then 2-3 under a perturbed one."""
+    first = {"beta": 0.5, "lambda_dom": 0.05, "max_epochs": 4}
+    second = {**first, "beta": 0.2, "lr": 5e-4, "beta_schedule": "linear", "beta_warmup_epochs": 3.0}
+    early = Recorder(tmp_path / "early")
+    run_trial({**TINY, **first}, early, until_epoch=2)
+    late = Recorder()
+    state = run_trial({**TINY, **second}, late, restore_dir=early.checkpoints[-1])
+    assert [(h["epoch"], h["beta"], h["lr"]) for h in state.hyperparameter_history] == [
+        (0, 0.5, 1e-3), (1, 0.5, 1e-3), (2, 0.2, 5e-4), (3, 0.2, 5e-4)]
+    assert [m["schedule/lr"] for m in late.metrics] == [5e-4, 5e-4]
+
+    replay_file = write_replay(tmp_path / "schedule.json", state.hyperparameter_history, {**TINY, **first})
+    replay_config = load_replay(replay_file)
+    assert replay_config["max_epochs"] == 4
+    replayed = Recorder()
+    replayed_state = run_trial(replay_config, replayed)
+    assert replayed_state.hyperparameter_history == state.hyperparameter_history
+    assert replayed.metrics == early.metrics + late.metrics
+
+
+def test_replay_file_errors_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        load_replay(tmp_path / "missing.json")
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"schedule": []}')
+    with pytest.raises(ValueError, match="bogus.json is not a replay file"):
+        load_replay(bogus)
+    with pytest.raises(ValueError, match="epochs 0, 1"):
+        write_replay(tmp_path / "gap.json", [{"epoch": 1}], TINY)
+
+
+def test_target_domain_reports_target_accuracy():
+    metrics = run({"target_domain": "synthetic_b", "objective": "target_accuracy", "max_epochs": 1}).metrics
+    assert 0.0 <= metrics[0]["target/accuracy"] <= 1.0
+
+
+def test_tensorboard_run_has_grouped_tags_hparams_and_confusion_matrix(tmp_path):
+    run({"beta": 0.7}, log_dir=tmp_path)
+    events = EventAccumulator(str(tmp_path), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events.Reload()
+    scalar_tags = set(events.Tags()["scalars"])
+    assert scalar_tags == LOOP_METRICS - {"epoch"}
+    assert [event.step for event in events.Scalars("val/accuracy")] == [1, 2]
+    assert [event.step for event in events.Images("val/confusion_matrix")] == [1, 2]
+
+    content = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    start = hparams_metadata.parse_session_start_info_plugin_data(content[hparams_metadata.SESSION_START_INFO_TAG])
+    assert start.hparams["beta"].number_value == pytest.approx(0.7)
+    assert start.hparams["hidden_dims"].string_value == "[8]"
+    experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
+    metric_tags = {info.name.tag for info in experiment.metric_infos}
+    assert {"val/accuracy", "val/worst_domain_accuracy", "val/macro_f1"} <= metric_tags <= scalar_tags
+    schedule_info = next(info for info in experiment.hparam_infos if info.name == "beta_schedule")
+    assert {value.string_value for value in schedule_info.domain_discrete.values} >= {"constant", "cyclical"}
+    assert hparams_metadata.SESSION_END_INFO_TAG in content
+
+
+# -- through Ray Tune and Ray Train ------------------------------------------------------------------
+
+def tune_run(trainable, config: dict, storage: Path, name: str, max_failures: int = 0):
+    from ray import tune
+
+    tuner = tune.Tuner(
+        trainable, param_space={**TINY, **config},
+        tune_config=tune.TuneConfig(num_samples=1, metric="val/accuracy", mode="max"),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=tune_logger_callbacks(),
+                                  failure_config=tune.FailureConfig(max_failures=max_failures), verbose=0),
+    )
+    return tuner.fit()[0]
+
+
+@pytest.mark.ray
+def test_crashed_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path):
+    marker = tmp_path / "crashed"
+
+    def crash_after_two_epochs_once(config: dict) -> None:  # nested: Ray pickles it by value
+        if marker.exists():
+            train_trial(config)
+            return
+        train_trial({**config, "max_epochs": 2})
+        marker.touch()
+        raise RuntimeError("injected crash after epoch 2, first attempt only")
+
+    result = tune_run(crash_after_two_epochs_once, {"max_epochs": 3}, tmp_path, "crash", max_failures=1)
+    assert marker.exists() and result.error is None
+    assert result.metrics_dataframe["epoch"].tolist() == [1.0, 2.0, 3.0]  # epoch 3 came after a restore
+    assert {key for key in result.metrics if "/" in key or key == "epoch"} == LOOP_METRICS
+    with result.checkpoint.as_directory() as directory:
+        assert load_checkpoint(Path(directory) / CHECKPOINT_FILE)["trainer"]["epoch"] == 3
+    assert list(Path(result.path).glob("events.out.tfevents.*")), "the trial wrote TensorBoard events"
+
+
+@pytest.mark.ray
+def test_two_worker_trial_reports_what_a_one_worker_trial_does(ray_cluster, tmp_path):
+    """Two DDP workers over two fits (the second restores the first's checkpoint); the one-worker
+    trial's keys are LOOP_METRICS, as the crash test shows through Tune."""
+    result = tune_run(make_trainable(cpus_per_trial=1, workers_per_trial=2),
+                      {"max_epochs": 2, "epochs_per_fit": 1}, tmp_path, "two_workers")
+    assert result.error is None
+    assert {key for key in result.metrics if "/" in key or key == "epoch"} == LOOP_METRICS
+    assert result.metrics_dataframe["epoch"].tolist() == [1.0, 2.0]
+    with result.checkpoint.as_directory() as directory:
+        payload = load_checkpoint(Path(directory) / CHECKPOINT_FILE)
+    assert payload["trainer"]["epoch"] == 2 and payload["config"]["workers_per_trial"] == 2
+    assert not any(key.startswith("module.") for key in payload["trainer"]["model_state"]), "saved unwrapped"
+    assert list(Path(result.path).glob("events.out.tfevents.*")), "rank 0 wrote TensorBoard events"
