@@ -13,7 +13,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,11 @@ from tcnvae.checkpoints import (
 )
 from tcnvae.data.metrics import classification_report
 from tcnvae.model import TCNVAE
+
+
+LOSS_TERMS = ("recon", "kl", "activity", "domain")
+"""The terms of the training objective that ``TCNVAETrainer.loss_multipliers`` weighs."""
+_UNWEIGHTED = dict.fromkeys(LOSS_TERMS, 1.0)
 
 
 class TrainingDivergedError(RuntimeError):
@@ -79,6 +84,10 @@ class TCNVAETrainer:
         self.nonfinite_lr_factor = 0.5
         self.verbose = True
         self.metadata: dict[str, Any] = {}  # label mapping, normalisation, config: saved with every checkpoint
+        # Extra weight of each training-loss term on top of β and the λs, set by curricula per epoch
+        # (e.g. the adversarial term at 0 while one domain is in the batches). Validation ignores
+        # them, so the validation loss stays the configured objective and compares across stages.
+        self.loss_multipliers: dict[str, float] = dict.fromkeys(LOSS_TERMS, 1.0)
         self._scheduler_factory: Callable[[optim.Optimizer], Any] | None = None
         self._scheduler: Any = None
         self.optimizer = optim.Adam(self.model.parameters(), lr=learning_rate)
@@ -137,7 +146,7 @@ class TCNVAETrainer:
         return recon + self.applied_beta * kl, recon, kl
 
     def _losses(self, data: torch.Tensor, target: torch.Tensor, activity_labels: torch.Tensor,
-                domain_labels: torch.Tensor, alpha: float):
+                domain_labels: torch.Tensor, alpha: float, multipliers: Mapping[str, float] | None = None):
         recon, mu, logvar, activity_logits, domain_logits = self.model(data, alpha)
         vae, recon_loss, kl = self.vae_loss(recon, target, mu, logvar)
         activity = nn.functional.cross_entropy(activity_logits, activity_labels,
@@ -146,7 +155,9 @@ class TCNVAETrainer:
             domain = nn.functional.cross_entropy(domain_logits, domain_labels, ignore_index=-1)
         else:
             domain = domain_logits.sum() * 0.0
-        total = vae + self.lambda_act * activity + self.lambda_dom * domain
+        weight = _UNWEIGHTED if multipliers is None else multipliers
+        total = (weight["recon"] * recon_loss + weight["kl"] * self.applied_beta * kl
+                 + weight["activity"] * self.lambda_act * activity + weight["domain"] * self.lambda_dom * domain)
         terms = {"total": total, "vae": vae, "recon": recon_loss, "kl": kl, "activity": activity, "domain": domain}
         return terms, activity_logits, domain_logits
 
@@ -178,7 +189,8 @@ class TCNVAETrainer:
             self.alpha = adversarial_alpha(batch_idx, epoch, num_batches, self.alpha_ramp_epochs)
             self.applied_beta = self.beta * self.beta_schedule(epoch + batch_idx / num_batches)
             noisy = data + self.input_noise * torch.randn_like(data) if self.input_noise > 0 else data
-            terms, _, domain_logits = self._losses(noisy, data, activity_labels, domain_labels, self.alpha)
+            terms, _, domain_logits = self._losses(noisy, data, activity_labels, domain_labels, self.alpha,
+                                                   self.loss_multipliers)
 
             self._optimizer.zero_grad(set_to_none=True)
             finite = bool(torch.isfinite(terms["total"]))

@@ -30,8 +30,9 @@ import ray.train.torch
 import torch
 from ray import tune
 
+from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning.config import check_resources, validate_config
-from tcnvae.tuning.loop import Worker, run_trial
+from tcnvae.tuning.loop import CHECKPOINT_FILE, Worker, run_trial
 
 # What the Tune function of a multi-worker trial reserves for itself: it only launches the Train run
 # and forwards results, so it takes a sliver of the trial's CPUs and the workers share the rest (Ray
@@ -137,9 +138,6 @@ def _checkpoint_epoch(restore_dir: Path | None) -> int:
     """Epochs completed by the checkpoint in ``restore_dir`` (0 without one)."""
     if restore_dir is None:
         return 0
-    from tcnvae.checkpoints import load_checkpoint
-    from tcnvae.tuning.loop import CHECKPOINT_FILE
-
     return int(load_checkpoint(restore_dir / CHECKPOINT_FILE)["trainer"]["epoch"])
 
 
