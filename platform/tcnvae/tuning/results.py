@@ -1,0 +1,162 @@
+"""What a search leaves behind: a leaderboard of every trial, the best config, the Pareto front.
+
+Trials are ranked by the objective's value at their *last* reported epoch — the value the searcher
+and the scheduler judged them by, and the state their latest checkpoint holds. The best value over
+epochs is listed beside it, for reading, not for ranking. All objectives are maximised.
+
+Files, written atomically into the experiment folder:
+
+- ``leaderboard.csv``: one row per trial (errored ones included), hyperparameters and metrics, best first;
+- ``best_config.json``: the complete trial config of the best trial (feed it back with ``--config``);
+- ``pareto_front.csv``: with several objectives, the trials no other trial beats on every one of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ray.tune import ExperimentAnalysis, ResultGrid
+
+from tcnvae.checkpoints import atomic_write, write_json
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_METRICS = ("val/accuracy", "val/macro_f1", "val/worst_domain_accuracy", "val/loss")
+"""Final metrics listed for every trial besides the objectives."""
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) else math.nan
+
+
+def trial_rows(results: ResultGrid, hyperparameters: Sequence[str], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """One leaderboard row per trial: status, epochs, the searched hyperparameters, final and best metrics.
+
+    A trial that ended before its config's ``max_epochs`` without an error was stopped by the scheduler.
+    """
+    columns = list(dict.fromkeys([*metrics, *SUMMARY_METRICS]))
+    primary = metrics[0]
+    rows = []
+    for result in results:
+        final = result.metrics or {}
+        epochs = int(final.get("training_iteration", 0))
+        if result.error is not None:
+            status = "error"
+        else:
+            status = "completed" if epochs >= result.config["max_epochs"] else "stopped early"
+        row: dict[str, Any] = {"trial": Path(result.path).name, "status": status, "epochs": epochs}
+        row.update({key: result.config.get(key) for key in hyperparameters})
+        row.update({key: _number(final.get(key)) for key in columns})
+        history = result.metrics_dataframe
+        if history is not None and primary in history and history[primary].notna().any():
+            best = history[primary].idxmax()
+            row[f"best {primary}"] = float(history[primary][best])
+            row["best epoch"] = int(history["training_iteration"][best])
+        else:
+            row[f"best {primary}"], row["best epoch"] = math.nan, None
+        row["path"] = result.path
+        row["result"] = result
+        rows.append(row)
+    return rows
+
+
+def rank(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows best first by the metrics in order (later ones break ties); trials without a value last."""
+    def key(row: Mapping[str, Any]) -> tuple:
+        values = [_number(row.get(metric)) for metric in metrics]
+        return (any(math.isnan(v) for v in values), *(-v if not math.isnan(v) else 0.0 for v in values))
+
+    return [{"rank": position, **row} for position, row in enumerate(sorted(rows, key=key), start=1)]
+
+
+def pareto_front(rows: Sequence[Mapping[str, Any]], metrics: Sequence[str]) -> list[dict[str, Any]]:
+    """The rows no other row matches or beats on every metric while beating on one (all maximised)."""
+    scored = [(row, [_number(row.get(m)) for m in metrics]) for row in rows]
+    scored = [(row, values) for row, values in scored if not any(math.isnan(v) for v in values)]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [dict(row) for row, values in scored
+            if not any(dominates(other, values) for _, other in scored)]
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Rows to CSV (columns in first-seen order; the ``result`` objects left out), atomically."""
+    columns = list(dict.fromkeys(key for row in rows for key in row if key != "result"))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda stream: stream.write(buffer.getvalue().encode()))
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def unfinished_trials(experiment: str | Path) -> int:
+    """Trials that the saved experiment state lists as neither finished nor failed: an interrupted search.
+
+    The result grid ``Tuner.fit`` returns cannot tell: when a run ends, interrupted or not, Tune stops
+    every trial still running and marks it terminated. The state it saved just before still says
+    which trials were running or pending, and is what ``Tuner.restore`` resumes from.
+    """
+    trials = ExperimentAnalysis(str(experiment)).trials
+    return sum(trial.status not in ("TERMINATED", "ERROR") for trial in trials)
+
+
+def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameters: Sequence[str],
+                     metrics: Sequence[str]) -> dict[str, Any] | None:
+    """Write the leaderboard, best config (and Pareto front), print where everything is; return the best row.
+
+    The row's ``result`` is the trial's Tune ``Result`` (config, checkpoint, metrics history).
+    With several objectives the best config is the Pareto-front trial best on the first objective.
+    An interrupted search (trials neither finished nor failed) is not summarised: it returns None
+    after printing how to resume, since a "best" among half-run trials would mislead.
+    """
+    experiment = Path(experiment)
+    unfinished = unfinished_trials(experiment)
+    if unfinished:
+        print(f"\n{unfinished} trials are unfinished: the search was interrupted. Continue it "
+              f"with the same command and --storage-path {experiment.parent} --name {experiment.name} --resume")
+        return None
+    rows = rank(trial_rows(results, hyperparameters, metrics), metrics)
+    if not rows:
+        raise ValueError(f"the experiment at {experiment} has no trials to summarise")
+    errors = sum(row["status"] == "error" for row in rows)
+    if errors:
+        logger.warning("%d of %d trials ended in an error; see their error.txt under %s", errors, len(rows), experiment)
+    write_csv(rows, experiment / "leaderboard.csv")
+    candidates = rows
+    if len(metrics) > 1:
+        candidates = rank(pareto_front(rows, metrics), metrics)
+        write_csv(candidates, experiment / "pareto_front.csv")
+    if not candidates or math.isnan(_number(candidates[0].get(metrics[0]))):
+        raise RuntimeError(f"no trial of {experiment} reported {', '.join(metrics)}; see the trials' error.txt")
+    best = candidates[0]
+    write_json(best["result"].config, experiment / "best_config.json")
+
+    print(f"\nBest trial {best['trial']} ({best['status']}, {best['epochs']} epochs):")
+    for key in hyperparameters:
+        print(f"  {key} = {_format(best[key])}")
+    for key in dict.fromkeys([*metrics, *SUMMARY_METRICS]):
+        print(f"  {key}: {_format(best[key])}")
+    if len(metrics) > 1:
+        print(f"\nPareto front on {', '.join(metrics)} ({len(candidates)} of {len(rows)} trials):")
+        for row in candidates:
+            print("  " + row["trial"] + ": " + ", ".join(f"{m}={_format(row[m])}" for m in metrics))
+        print(f"Pareto front: {experiment / 'pareto_front.csv'}")
+    print(f"\nLeaderboard ({len(rows)} trials): {experiment / 'leaderboard.csv'}")
+    print(f"Best config: {experiment / 'best_config.json'}")
+    print(f"Results folder: {experiment}")
+    print(f"TensorBoard: tensorboard --logdir {experiment}")
+    return best

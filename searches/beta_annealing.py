@@ -1,0 +1,144 @@
+"""Population-based training of the β schedule and the loss weights (PBT; PB2 with --scheduler pb2).
+
+A population of trials trains side by side. Every --perturbation-interval epochs the bottom quarter
+copies the checkpoint of the top quarter (exploit: the copy continues from the donor's epoch, not from
+zero) and moves the copied hyperparameters (explore: PBT by ×0.8/×1.2 or a fresh draw, PB2 with a
+Gaussian-process bandit), clamped to the ranges below. Moved: β, λ_act, λ_dom and the parameters of
+the chosen β schedule — so the population discovers *how β should change over training*.
+
+At the end the winner's schedule — the hyperparameters it trained with at each epoch, across every
+exploit — is written to <experiment>/replay.json, and `--replay FILE` trains one plain run (no Ray)
+that follows it: a PBT discovery becomes a reproducible training recipe.
+
+    python searches/beta_annealing.py                              # 4 trials × 12 epochs, minutes on a CPU
+    python searches/beta_annealing.py --scheduler pb2 --beta-schedule cyclical
+    python searches/beta_annealing.py --replay results/<experiment>/replay.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import sys
+from pathlib import Path
+
+import torch
+from ray import tune
+from ray.tune.schedulers import PopulationBasedTraining
+from ray.tune.schedulers.pb2 import PB2
+
+from tcnvae.checkpoints import load_checkpoint
+from tcnvae.tuning import cli, spaces
+from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
+from tcnvae.tuning.loop import CHECKPOINT_FILE, run_trial
+from tcnvae.tuning.replay import load_replay, write_replay
+from tcnvae.tuning.results import summarise_search
+
+# This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG. Change with --set KEY=VALUE.
+RECIPE_DEFAULTS = {"max_epochs": 12}
+POPULATION = 4  # trials, unless --num-samples says otherwise
+# The β schedule's parameters that the population moves, and their ranges (in epochs of a 12-epoch run).
+SCHEDULE_BOUNDS = {
+    "linear": {"beta_warmup_epochs": [1.0, 8.0]},
+    "cyclical": {"beta_cycle_epochs": [2.0, 8.0], "beta_ramp_fraction": [0.2, 1.0]},
+    "sigmoid": {"beta_center_epoch": [0.0, 8.0], "beta_steepness": [0.5, 4.0]},
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = cli.search_parser(__doc__)
+    parser.add_argument("--scheduler", choices=["pbt", "pb2"], default="pbt",
+                        help="pbt: random perturbations; pb2: a bandit picks them, better with small populations "
+                             "(default: pbt)")
+    parser.add_argument("--beta-schedule", choices=sorted(SCHEDULE_BOUNDS), default="linear",
+                        help="the β schedule whose parameters the population moves (default: linear)")
+    parser.add_argument("--perturbation-interval", type=int, default=2,
+                        help="epochs between exploit/explore steps (default: 2)")
+    parser.add_argument("--quantile-fraction", type=float, default=0.25,
+                        help="share of the population that copies (bottom) and is copied (top) (default: 0.25)")
+    parser.add_argument("--synch", action="store_true",
+                        help="perturb the whole population together once every trial reaches the interval: "
+                             "reproducible, but waits for the slowest trial")
+    parser.add_argument("--replay", type=Path, default=None, metavar="FILE",
+                        help="instead of searching, train one plain run following a replay.json")
+    return parser.parse_args(argv)
+
+
+def replay(args: argparse.Namespace) -> list[dict[str, float]]:
+    """One plain training run (no Ray) that sets each epoch's hyperparameters from a replay file.
+
+    With the trial's CPU thread count (Ray gives a trial one thread per CPU) the arithmetic is the
+    trial's, so the metrics come out as the winner's, to the last digit.
+    """
+    torch.set_num_threads(max(1, int(args.cpus_per_trial)))
+    config = load_replay(args.replay)
+    log_dir = cli.experiment_path(args, f"replay-{args.replay.resolve().parent.name}")
+    history: list[dict[str, float]] = []
+
+    def report(metrics: dict[str, float], checkpoint: Path | None) -> None:
+        history.append(metrics)
+        print(f"epoch {metrics['epoch']:.0f}: β={metrics['schedule/beta']:.3f} "
+              f"val/accuracy={metrics['val/accuracy']:.4f}", flush=True)
+
+    run_trial(config, report, log_dir=log_dir)
+    print(f"TensorBoard: tensorboard --logdir {log_dir}")
+    return history
+
+
+def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, float]]:
+    args = parse_args(argv)
+    if args.replay is not None:
+        return replay(args)
+
+    # Everything is checked before Ray starts.
+    # A multi-worker trial reports once per Ray Train fit: one fit per perturbation interval.
+    config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule,
+                                    "epochs_per_fit": args.perturbation_interval})
+    bounds = {**spaces.loss_weight_bounds(), **SCHEDULE_BOUNDS[args.beta_schedule]}
+    cli.validate_space(config, bounds)
+    if not 0 < args.quantile_fraction <= 0.5:
+        raise ValueError(f"--quantile-fraction {args.quantile_fraction}: expected a fraction in (0, 0.5]")
+    if args.perturbation_interval < 1:
+        raise ValueError(f"--perturbation-interval {args.perturbation_interval}: expected an integer >= 1")
+    experiment = cli.experiment_path(args, "beta_annealing")
+    cli.start_ray(args, config)
+
+    metric = OBJECTIVES[config["objective"]]
+    space = {key: tune.uniform(low, high) for key, (low, high) in bounds.items()}
+    explore = functools.partial(spaces.clamp_to_bounds, bounds=bounds)
+    if args.resume:
+        tuner = cli.restore_tuner(args, experiment, config)
+    else:
+        if args.scheduler == "pb2":
+            scheduler = PB2(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
+                            perturbation_interval=args.perturbation_interval, hyperparam_bounds=bounds,
+                            quantile_fraction=args.quantile_fraction, custom_explore_fn=explore, synch=args.synch)
+        else:
+            scheduler = PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
+                                                perturbation_interval=args.perturbation_interval,
+                                                hyperparam_mutations=space, quantile_fraction=args.quantile_fraction,
+                                                custom_explore_fn=explore, synch=args.synch)
+        tuner = cli.new_tuner(
+            args, experiment, config, param_space={**config, **space}, scheduler=scheduler,
+            num_samples=args.num_samples or POPULATION,
+            # PBT copies a trial's latest checkpoint; keeping too few can delete it before the copy.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
+            # Ends a trial at its last epoch before PBT sees the result: an exploit there would
+            # replace the finished trial with a copy of another and train nothing.
+            stop={"training_iteration": config["max_epochs"]},
+        )
+    results = tuner.fit()
+    best = summarise_search(results, experiment, list(bounds), [metric])
+    if best is None:
+        return results
+    winner = best["result"]
+    with winner.checkpoint.as_directory() as directory:
+        history = load_checkpoint(Path(directory) / CHECKPOINT_FILE)["hyperparameter_history"]
+    replay_file = write_replay(experiment / "replay.json", history, winner.config)
+    print(f"Winner's schedule: {replay_file}")
+    print(f"Replay it in one plain run: python searches/beta_annealing.py --replay {replay_file}")
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,119 @@
+"""Search the TCN-VAE's loss weights and optimiser settings: Optuna (TPE) proposes, ASHA stops early.
+
+Searched, over the ranges of the original documentation (tcnvae/tuning/spaces.py): lr (1e-4–1e-3, log),
+β (0.1–1.0), λ_act (1–5), λ_dom (0.01–0.1, log), batch size (32/64/128), dropout (0.1–0.5).
+
+    python searches/loss_weights.py                        # synthetic data: 12 trials, minutes on a CPU
+    python searches/loss_weights.py --metric worst_domain_accuracy
+    python searches/loss_weights.py --objectives accuracy,worst_domain_accuracy   # Pareto front
+    python searches/loss_weights.py --data uci_har hapt --num-samples 100 --max-epochs 50 \\
+        --gpus-per-trial 0.25 --set hidden_dims=[64,64,128] --set latent_dim=64   # a GPU machine
+    python searches/loss_weights.py --name NAME --resume   # continue an interrupted search
+
+At the end: the best config and its metrics are printed, and leaderboard.csv and best_config.json are
+written to the experiment folder (with the Optuna study, optuna.db), with the `tensorboard --logdir`
+command that compares the trials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from tcnvae.tuning import cli, spaces
+from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
+from tcnvae.tuning.results import summarise_search
+
+# This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG (whose small model
+# keeps CPU trials short). Change any setting with --set KEY=VALUE, or here.
+RECIPE_DEFAULTS = {"max_epochs": 10}
+NUM_SAMPLES = 12  # trials, unless --num-samples says otherwise (a grid runs once)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = cli.search_parser(__doc__)
+    parser.add_argument("--search", choices=["optuna", "random", "grid"], default="optuna",
+                        help="optuna: TPE, learns from finished trials; random: independent draws; "
+                             "grid: each range's two ends, all 64 combinations (default: optuna)")
+    parser.add_argument("--scheduler", choices=["asha", "fifo"], default="asha",
+                        help="asha: stops trials that trail the others at 1, 2, 4, ... epochs; fifo: runs every "
+                             "trial to the end (default: asha)")
+    parser.add_argument("--grace-period", type=int, default=1,
+                        help="ASHA: epochs before a trial may be stopped (default: 1)")
+    parser.add_argument("--reduction-factor", type=float, default=2,
+                        help="ASHA: 1/reduction-factor of the trials at each rung go on (default: 2)")
+    parser.add_argument("--objectives", default=None, metavar="A,B",
+                        help="several objectives (names as for --metric): Optuna's multi-objective TPE "
+                             "searches their Pareto front; every trial runs to the end")
+    parser.add_argument("--lr-range", nargs=2, type=float, default=list(spaces.LR), metavar=("LOW", "HIGH"),
+                        help="learning-rate range, e.g. the one searches/lr_range.py suggests (default: 1e-4 1e-3)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> tune.ResultGrid:
+    args = parse_args(argv)
+    low, high = args.lr_range
+    if not 0 < low < high:
+        raise ValueError(f"--lr-range {low} {high}: expected 0 < LOW < HIGH")
+    objectives = args.objectives.split(",") if args.objectives else []
+    unknown = [name for name in objectives if name not in OBJECTIVES]
+    if unknown:
+        raise ValueError(f"--objectives {args.objectives}: unknown {unknown}; known: {', '.join(OBJECTIVES)}")
+    if len(objectives) > 1 and args.search != "optuna":
+        raise ValueError(f"--objectives needs --search optuna (its multi-objective sampler), not {args.search}")
+    if len(objectives) > 1 and args.scheduler == "asha":
+        print("ASHA ranks trials on a single metric, so with several objectives every trial runs to the end (FIFO).")
+        args.scheduler = "fifo"
+    if objectives:
+        args.metric = objectives[0]  # the trial config's objective: what best_config.json is chosen by
+
+    # Everything is checked before Ray starts.
+    config = cli.base_config(args, RECIPE_DEFAULTS)
+    if "target_accuracy" in objectives and not config["target_domain"]:
+        raise ValueError("--objectives target_accuracy needs --target-domain (the held-out domain it measures)")
+    metrics = [OBJECTIVES[name] for name in objectives or [config["objective"]]]
+    space = spaces.loss_weight_grid((low, high)) if args.search == "grid" else spaces.loss_weight_space((low, high))
+    cli.validate_space(config, space)
+    experiment = cli.experiment_path(args, "loss_weights")
+    cli.start_ray(args, config)
+
+    if args.resume:
+        tuner = cli.restore_tuner(args, experiment, config)
+    else:
+        if args.search == "optuna":
+            # The study lives in the experiment folder: inspect it with optuna.load_study or optuna-dashboard.
+            experiment.mkdir(parents=True)
+            single = len(metrics) == 1
+            searcher = OptunaSearch(metric=metrics[0] if single else metrics,
+                                    mode=OBJECTIVE_MODE if single else [OBJECTIVE_MODE] * len(metrics),
+                                    sampler=optuna.samplers.TPESampler(seed=config["seed"]),
+                                    storage=optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}"),
+                                    study_name=experiment.name)
+        else:
+            searcher = BasicVariantGenerator(random_state=config["seed"])
+        if args.scheduler == "asha":
+            scheduler = ASHAScheduler(metric=metrics[0], mode=OBJECTIVE_MODE, time_attr="training_iteration",
+                                      max_t=config["max_epochs"], grace_period=args.grace_period,
+                                      reduction_factor=args.reduction_factor)
+        else:
+            scheduler = FIFOScheduler()
+        tuner = cli.new_tuner(
+            args, experiment, config, param_space={**config, **space}, search_alg=searcher, scheduler=scheduler,
+            num_samples=args.num_samples or (1 if args.search == "grid" else NUM_SAMPLES),
+            # The two best checkpoints (the models to keep) and the latest (to resume from).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metrics[0],
+                                                    checkpoint_score_order=OBJECTIVE_MODE),
+        )
+    results = tuner.fit()
+    summarise_search(results, experiment, list(space), metrics)
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,265 @@
+"""The search recipes, run in-process on tiny synthetic data against the suite's one Ray cluster,
+and the pieces they are built from (flags → config, leaderboard, Pareto front)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import ModuleType
+
+import optuna
+import pytest
+import ray
+import torch
+from ray.tune import ExperimentAnalysis
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tcnvae.checkpoints import load_checkpoint
+from tcnvae.tuning import CHECKPOINT_FILE, cli, spaces, validate_config
+from tcnvae.tuning.results import pareto_front, rank, write_csv
+
+SEARCHES = Path(__file__).resolve().parents[1] / "searches"
+# A model of a few hundred weights; data of 2 domains × 4 subjects × 10 s per activity: epochs of a second.
+TINY_MODEL = ["--set", "hidden_dims=[8]", "--set", "latent_dim=4", "--set", "head_hidden=16",
+              "--set", "decoder_channels=8"]
+TINY = [*TINY_MODEL, "--set",
+        'source_options={"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 10}}']
+
+
+def recipe(name: str) -> ModuleType:
+    """A search script loaded as a module, so tests call its ``main(argv)`` against the shared cluster."""
+    spec = importlib.util.spec_from_file_location(f"searches_{name}", SEARCHES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def epochs_reported(trial_dir: Path) -> list[int]:
+    return [int(float(row["epoch"])) for row in read_csv(trial_dir / "progress.csv")]
+
+
+# -- leaderboard and Pareto front ---------------------------------------------------------------------
+
+def test_rank_orders_by_objective_then_tiebreak_and_puts_missing_values_last():
+    rows = [{"trial": "a", "acc": 0.5, "worst": 0.1}, {"trial": "b", "acc": math.nan, "worst": 0.9},
+            {"trial": "c", "acc": 0.7, "worst": 0.2}, {"trial": "d", "acc": 0.5, "worst": 0.3}]
+    ranked = rank(rows, ["acc", "worst"])
+    assert [row["trial"] for row in ranked] == ["c", "d", "a", "b"]
+    assert [row["rank"] for row in ranked] == [1, 2, 3, 4]
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_trials():
+    rows = [{"trial": "balanced", "acc": 0.8, "worst": 0.7}, {"trial": "accurate", "acc": 0.9, "worst": 0.5},
+            {"trial": "robust", "acc": 0.6, "worst": 0.8}, {"trial": "dominated", "acc": 0.7, "worst": 0.6},
+            {"trial": "duplicate", "acc": 0.8, "worst": 0.7}, {"trial": "failed", "acc": math.nan, "worst": 0.9}]
+    front = {row["trial"] for row in pareto_front(rows, ["acc", "worst"])}
+    assert front == {"balanced", "accurate", "robust", "duplicate"}
+
+
+def test_write_csv_is_atomic_and_leaves_result_objects_out(tmp_path):
+    path = tmp_path / "leaderboard.csv"
+    write_csv([{"trial": "a", "lr": 1e-3, "result": object()}, {"trial": "b", "lr": 2e-3, "extra": 1}], path)
+    assert read_csv(path) == [{"trial": "a", "lr": "0.001", "extra": ""}, {"trial": "b", "lr": "0.002", "extra": "1"}]
+    assert [p.name for p in tmp_path.iterdir()] == ["leaderboard.csv"]  # no temporary file left behind
+
+
+# -- flags → config -----------------------------------------------------------------------------------
+
+def test_settings_precedence_is_recipe_then_config_file_then_flags_then_set(tmp_path):
+    config_file = tmp_path / "best_config.json"
+    config_file.write_text(json.dumps({"beta": 0.3, "lr": 5e-4, "seed": 7, "objective": "worst_domain_accuracy"}))
+    args = cli.search_parser("test").parse_args(
+        ["--config", str(config_file), "--seed", "3", "--set", "lr=2e-4", "--set", "split=lodo:synthetic_b",
+         "--data-path", "synthetic=/nowhere"])
+    config = cli.base_config(args, {"beta": 0.9, "max_epochs": 5})
+    assert (config["beta"], config["lr"], config["seed"], config["max_epochs"]) == (0.3, 2e-4, 3, 5)
+    assert config["objective"] == "worst_domain_accuracy"  # flags left out do not reset the file's values
+    assert config["split"] == "lodo:synthetic_b"  # a --set value that is not JSON stays a string
+    assert config["data_paths"] == {"synthetic": "/nowhere"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "lr"], "expected KEY=VALUE"),
+    (["--set", "learning_rate=0.1"], "unknown config keys"),
+    (["--num-samples", "0"], "--num-samples 0"),
+    (["--config", "/no/such/file.json"], "no such file"),
+])
+def test_bad_flags_are_named(argv, message):
+    args = cli.search_parser("test").parse_args(argv)
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        cli.base_config(args, {})
+
+
+def test_search_space_ends_are_validated():
+    config = validate_config({})
+    cli.validate_space(config, {"lr": [1e-4, 1e-3], "dropout": [0.1, 0.5]})
+    with pytest.raises(ValueError, match="search space dropout=1.5"):
+        cli.validate_space(config, {"dropout": [0.1, 1.5]})
+
+
+def test_resume_needs_an_existing_experiment_and_a_new_run_a_new_folder(tmp_path):
+    parser = cli.search_parser("test")
+    with pytest.raises(ValueError, match="--resume needs --name"):
+        cli.experiment_path(parser.parse_args(["--storage-path", str(tmp_path), "--resume"]), "x")
+    with pytest.raises(FileNotFoundError, match="no experiment at"):
+        cli.experiment_path(parser.parse_args(["--storage-path", str(tmp_path), "--name", "e", "--resume"]), "x")
+    (tmp_path / "e").mkdir()
+    with pytest.raises(ValueError, match="exists; pass --resume"):
+        cli.experiment_path(parser.parse_args(["--storage-path", str(tmp_path), "--name", "e"]), "x")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "beta=-0.5"], "beta=-0.5"),
+    (["--set", "datasets=[]"], "datasets is empty"),
+    (["--data", "no_such_dataset"], "unknown datasets"),
+    (["--lr-range", "1e-3", "1e-4"], "--lr-range"),
+    (["--gpus-per-trial", "0.5"], "gpus_per_trial=0.5"),
+])
+def test_impossible_values_are_rejected_before_ray_starts(monkeypatch, tmp_path, argv, message):
+    if "--gpus-per-trial" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started before the configuration was validated")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)
+    with pytest.raises(ValueError, match=message):
+        recipe("loss_weights").main(["--storage-path", str(tmp_path), *argv])
+    assert list(tmp_path.iterdir()) == []  # nothing written either
+
+
+# -- the searches, end to end -------------------------------------------------------------------------
+
+@pytest.mark.ray
+def test_optuna_with_asha_stops_bad_trials_early_and_optuna_receives_every_result(ray_cluster, tmp_path):
+    recipe("loss_weights").main([
+        "--storage-path", str(tmp_path), "--name", "asha", "--num-samples", "4", "--max-epochs", "4",
+        "--max-concurrent", "1", "--lr-range", "1e-5", "3e-2", "--seed", "1", *TINY])
+    experiment = tmp_path / "asha"
+    board = read_csv(experiment / "leaderboard.csv")
+    assert len(board) == 4
+    statuses = [row["status"] for row in board]
+    assert "stopped early" in statuses and statuses[0] == "completed"
+    for row in board:
+        assert len(epochs_reported(experiment / row["trial"])) == int(row["epochs"])
+        # Every trial's TensorBoard run is in the experiment folder, complete, even one that ran in a
+        # process another trial had used (Tune writes those elsewhere first).
+        events = EventAccumulator(str(experiment / row["trial"]))
+        events.Reload()
+        assert len(events.Scalars("val/accuracy")) == int(row["epochs"])
+        if row["status"] == "stopped early":
+            assert int(row["epochs"]) < 4
+            assert float(row["val/accuracy"]) <= float(board[0]["val/accuracy"])
+    accuracies = [float(row["val/accuracy"]) for row in board]
+    assert accuracies == sorted(accuracies, reverse=True)
+
+    study = optuna.load_study(study_name="asha", storage=f"sqlite:///{experiment / 'optuna.db'}")
+    told = sorted(trial.value for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE)
+    assert told == sorted(accuracies)
+
+    best = json.loads((experiment / "best_config.json").read_text())
+    assert validate_config(best) == best
+    assert best["lr"] == pytest.approx(float(board[0]["lr"]))
+
+
+@pytest.mark.ray
+def test_resume_completes_an_interrupted_search_without_rerunning_finished_trials(ray_cluster, tmp_path):
+    """Interrupted as by Ctrl+C (Tune treats SIGUSR1 the same) while the second of three trials runs."""
+    experiment = tmp_path / "interrupted"
+    argv = ["--storage-path", str(tmp_path), "--name", "interrupted", "--num-samples", "3", "--max-epochs", "3",
+            "--max-concurrent", "1", "--objectives", "accuracy,worst_domain_accuracy", *TINY]
+    previous_handler = signal.signal(signal.SIGUSR1, lambda *_: None)
+    interrupted = threading.Event()
+
+    def interrupt_during_second_trial() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and len(list(experiment.glob("*/progress.csv"))) < 2:
+            time.sleep(0.1)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        interrupted.set()
+
+    watcher = threading.Thread(target=interrupt_during_second_trial, daemon=True)
+    watcher.start()
+    try:
+        recipe("loss_weights").main(argv)
+    finally:
+        watcher.join()
+        signal.signal(signal.SIGUSR1, previous_handler)
+    assert interrupted.is_set()
+    assert not (experiment / "leaderboard.csv").exists()  # an interrupted search is not summarised
+    saved = ExperimentAnalysis(str(experiment)).trials
+    finished = {trial.trial_id: (Path(trial.path) / "progress.csv").read_text()
+                for trial in saved if trial.status == "TERMINATED"}
+    assert 1 <= len(finished) < 3
+
+    recipe("loss_weights").main([*argv, "--resume"])
+    board = read_csv(experiment / "leaderboard.csv")
+    assert len(board) == 3 and {row["status"] for row in board} == {"completed"}
+    for row in board:  # each trial went on from its checkpoint: none started over from epoch 1
+        epochs = epochs_reported(experiment / row["trial"])
+        assert epochs == sorted(epochs) and epochs.count(1) == 1 and epochs[-1] == 3
+    for trial_id, progress in finished.items():  # finished trials were not run again
+        assert (experiment / f"tcnvae_trial_{trial_id}" / "progress.csv").read_text() == progress
+    scores = {row["trial"]: (float(row["val/accuracy"]), float(row["val/worst_domain_accuracy"])) for row in board}
+    beaten = {trial for trial, score in scores.items()
+              if any(all(o >= s for o, s in zip(other, score)) and other != score for other in scores.values())}
+    front = read_csv(experiment / "pareto_front.csv")
+    assert {row["trial"] for row in front} == set(scores) - beaten
+
+@pytest.mark.ray
+def test_pbt_clones_continue_from_the_cloned_epoch_and_the_replay_reproduces_the_winner(ray_cluster, tmp_path):
+    beta_annealing = recipe("beta_annealing")
+    results = beta_annealing.main([
+        "--storage-path", str(tmp_path), "--name", "pbt", "--num-samples", "2", "--max-epochs", "4",
+        "--perturbation-interval", "1", "--quantile-fraction", "0.5", "--synch", "--set", "batch_size=16",
+        "--set", "lr=0.01", *TINY])
+    bounds = {**spaces.loss_weight_bounds(), **beta_annealing.SCHEDULE_BOUNDS["linear"]}
+    histories = []
+    for result in results:
+        assert epochs_reported(Path(result.path)).count(1) == 1  # no trial started over from epoch 1
+        with result.checkpoint.as_directory() as directory:
+            history = load_checkpoint(Path(directory) / CHECKPOINT_FILE)["hyperparameter_history"]
+        assert [entry["epoch"] for entry in history] == [0, 1, 2, 3]  # contiguous across every exploit
+        for entry in history:  # explorations stay inside the ranges
+            assert all(low <= entry[key] <= high for key, (low, high) in bounds.items())
+        histories.append(history)
+    # The two trials drew their starting values independently; a shared first epoch means one trial's
+    # weights descend from the other's checkpoint, and it trained on from there.
+    assert histories[0][0] == histories[1][0]
+
+    board = read_csv(tmp_path / "pbt" / "leaderboard.csv")
+    replayed = beta_annealing.main(["--replay", str(tmp_path / "pbt" / "replay.json"), "--storage-path", str(tmp_path)])
+    assert [metrics["epoch"] for metrics in replayed] == [1, 2, 3, 4]
+    assert replayed[-1]["val/accuracy"] == pytest.approx(float(board[0]["val/accuracy"]))
+    assert replayed[-1]["val/loss"] == pytest.approx(float(board[0]["val/loss"]), rel=1e-5)
+
+
+def test_lr_range_test_suggests_a_range_below_the_loss_minimum_and_logs_the_curve(tmp_path):
+    # The default synthetic data: enough batches in one epoch for a curve.
+    suggestion = recipe("lr_range").main([
+        "--storage-path", str(tmp_path), "--name", "lr", "--lr-min", "1e-5", "--lr-max", "1",
+        "--set", "batch_size=32", *TINY_MODEL])
+    curve = read_csv(tmp_path / "lr" / "lr_range.csv")
+    rates = [float(row["lr"]) for row in curve]
+    assert rates == sorted(rates) and rates[0] == pytest.approx(1e-5) and len(curve) > 20
+    assert suggestion["min_loss"] < float(curve[0]["smoothed_loss"])  # the sweep found rates that learn
+    assert suggestion["high"] == pytest.approx(suggestion["min_loss_lr"] / 10)
+    assert 1e-5 <= suggestion["low"] < suggestion["high"]
+    assert suggestion["steepest_lr"] <= suggestion["min_loss_lr"]
+    events = EventAccumulator(str(tmp_path / "lr"))
+    events.Reload()
+    assert {"lr_range/loss", "lr_range/smoothed_loss", "lr_range/lr"} <= set(events.Tags()["scalars"])
+    assert [event.value for event in events.Scalars("lr_range/lr")] == pytest.approx(rates, rel=1e-6)
