@@ -94,7 +94,7 @@ def test_settings_precedence_is_recipe_then_config_file_then_flags_then_set(tmp_
     (["--set", "lr"], "expected KEY=VALUE"),
     (["--set", "learning_rate=0.1"], "unknown config keys"),
     (["--num-samples", "0"], "--num-samples 0"),
-    (["--config", "/no/such/file.json"], "no such file"),
+    (["--config", "/no/such/file.json"], "does not exist"),
 ])
 def test_bad_flags_are_named(argv, message):
     args = cli.search_parser("test").parse_args(argv)

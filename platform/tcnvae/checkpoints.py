@@ -59,6 +59,20 @@ def write_json(data: Any, path: str | Path) -> None:
     atomic_write(path, lambda stream: stream.write(text.encode() + b"\n"))
 
 
+def read_json_object(path: str | Path, what: str) -> dict[str, Any]:
+    """A JSON object from ``path``; errors name ``what`` the file was meant to be, and the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        loaded = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what} {path} is not valid JSON: {error}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{what} {path} must hold a JSON object, got {type(loaded).__name__}")
+    return loaded
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, (np.integer, np.floating)):
         return value.item()

@@ -23,6 +23,7 @@ import ray
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
 
+from tcnvae.checkpoints import read_json_object
 from tcnvae.tuning.config import OBJECTIVES, check_resources, validate_config
 from tcnvae.tuning.tensorboard import tune_logger_callbacks
 from tcnvae.tuning.trainable import make_trainable
@@ -106,18 +107,6 @@ def parse_assignments(pairs: Sequence[str], option: str) -> dict[str, Any]:
     return parsed
 
 
-def _read_config_file(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"--config {path}: no such file")
-    try:
-        loaded = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--config {path}: not valid JSON ({error})") from None
-    if not isinstance(loaded, dict):
-        raise ValueError(f"--config {path}: expected a JSON object of trial settings, got {type(loaded).__name__}")
-    return loaded
-
-
 # Named flags -> the trial setting each one sets (only when given: flags never reset a --config value).
 _FLAG_SETTINGS = {
     "data": "datasets", "max_epochs": "max_epochs", "metric": "objective", "target_domain": "target_domain",
@@ -136,7 +125,7 @@ def base_config(args: argparse.Namespace, recipe_defaults: Mapping[str, Any]) ->
             raise ValueError(f"--{flag.replace('_', '-')} {flags[flag]}: expected an integer >= {lowest}")
     config: dict[str, Any] = dict(recipe_defaults)
     if args.config is not None:
-        config.update(_read_config_file(args.config))
+        config.update(read_json_object(args.config, "--config"))
     config.update({key: flags[flag] for flag, key in _FLAG_SETTINGS.items() if flags.get(flag) is not None})
     if args.data_path:
         config["data_paths"] = parse_assignments(args.data_path, "--data-path")

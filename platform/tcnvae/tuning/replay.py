@@ -11,12 +11,11 @@ plain run set each epoch's hyperparameters exactly as the population did.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from tcnvae.checkpoints import write_json
+from tcnvae.checkpoints import read_json_object, write_json
 from tcnvae.tuning.config import MUTABLE_KEYS, validate_config
 
 REPLAY_FORMAT = "tcnvae-replay/1"
@@ -56,14 +55,8 @@ def write_replay(path: str | Path, history: Sequence[Mapping[str, Any]], base_co
 
 def load_replay(path: str | Path) -> dict[str, Any]:
     """The validated trial config of a replay file, with its ``replay_schedule`` set."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"replay file {path} does not exist")
-    try:
-        payload = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"replay file {path} is not valid JSON: {error}") from None
-    if not isinstance(payload, dict) or payload.get("format") != REPLAY_FORMAT:
+    payload = read_json_object(path, "replay file")
+    if payload.get("format") != REPLAY_FORMAT:
         raise ValueError(f"{path} is not a replay file (expected a JSON object with format {REPLAY_FORMAT!r})")
     try:
         return validate_config({**payload["base_config"], "replay_schedule": payload["schedule"]})
