@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tcnvae.beta_schedules import BETA_SCHEDULES
+from tcnvae.curriculum import check_curriculum_spec, make_curriculum
 from tcnvae.data.pipeline import DataConfig
 
 OBJECTIVES: dict[str, str] = {
@@ -47,6 +48,12 @@ MUTABLE_KEYS: tuple[str, ...] = (
     "beta_cycle_epochs", "beta_ramp_fraction", "beta_center_epoch", "beta_steepness",
     "alpha_ramp_epochs", "label_smoothing", "grad_clip", "input_noise",
 )
+
+# A curriculum policy's parameters are flat keys under this prefix: "curriculum.single_epochs", or
+# "curriculum.<policy>.<parameter>" (required in a composition for a name two policies share, and
+# what the curriculum search uses). PBT may perturb them like any key; a restored trial builds its
+# policy from its current values and continues from the checkpoint's policy state.
+CURRICULUM_PREFIX = "curriculum."
 
 # Parameters of each β schedule, as config key → schedule argument.
 BETA_SCHEDULE_PARAMS: dict[str, dict[str, str]] = {
@@ -106,6 +113,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "beta_center_epoch": 5.0,
     "beta_steepness": 1.0,
     "alpha_ramp_epochs": 10.0,
+    # curriculum (tcnvae.curriculum): a registered policy, path/to/file.py:Class, or several joined by "+";
+    # its parameters go in "curriculum.<parameter>" keys (CURRICULUM_PREFIX)
+    "curriculum": "none",
     # model selection
     "objective": "accuracy",
     "target_domain": None,
@@ -178,7 +188,28 @@ def _check_choices(config: Mapping[str, Any]) -> list[str]:
     return problems
 
 
-def _check_replay(schedule: Any) -> list[str]:
+def curriculum_params(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The curriculum policy's parameters, read from their ``curriculum.<parameter>`` keys (prefix
+    stripped: what :func:`~tcnvae.curriculum.make_curriculum` takes)."""
+    return {key[len(CURRICULUM_PREFIX):]: value for key, value in config.items()
+            if key.startswith(CURRICULUM_PREFIX)}
+
+
+def _check_curriculum(config: Mapping[str, Any]) -> list[str]:
+    """Build the policy once: unknown policies, files, classes and parameters, and bad values, all
+    surface here (the policy constructors check their own parameters)."""
+    spec = config["curriculum"]
+    if not isinstance(spec, str):
+        return [_problem("curriculum", spec, "a policy name, path/to/file.py:Class, or several joined by '+'")]
+    try:
+        make_curriculum(spec, **curriculum_params(config))
+    except (ValueError, FileNotFoundError) as error:
+        return [str(error)]
+    return []
+
+
+def _check_replay(config: Mapping[str, Any]) -> list[str]:
+    schedule = config["replay_schedule"]
     if schedule is None:
         return []
     if not isinstance(schedule, list) or not all(isinstance(entry, Mapping) for entry in schedule):
@@ -186,18 +217,20 @@ def _check_replay(schedule: Any) -> list[str]:
     problems = []
     for entry in schedule:
         epoch = entry.get("epoch")
-        unknown = sorted(set(entry) - {"epoch", *MUTABLE_KEYS})
+        unknown = sorted(key for key in set(entry) - {"epoch", *MUTABLE_KEYS} if not key.startswith(CURRICULUM_PREFIX))
         if not _is_int(epoch) or epoch < 0:
             problems.append(_problem("replay_schedule", entry, "an 'epoch' >= 0 in every entry"))
         if unknown:
             problems.append(_problem("replay_schedule", entry,
-                                     f"only 'epoch' and the mutable keys ({', '.join(MUTABLE_KEYS)}); "
-                                     f"unknown: {', '.join(unknown)}"))
+                                     f"only 'epoch', the mutable keys ({', '.join(MUTABLE_KEYS)}) and "
+                                     f"{CURRICULUM_PREFIX}* keys; unknown: {', '.join(unknown)}"))
     if not problems:
         for entry in schedule:
-            # Each epoch's values must be a valid config on their own.
+            # Each epoch's values must be a valid config on their own; curriculum parameters go with
+            # the config's policy.
             problems += [f"replay_schedule epoch {entry['epoch']}: {p}" for p in
-                         _check_numbers({**DEFAULT_CONFIG, **entry}) + _check_choices({**DEFAULT_CONFIG, **entry})]
+                         _check_numbers({**DEFAULT_CONFIG, **entry}) + _check_choices({**DEFAULT_CONFIG, **entry})
+                         + (_check_curriculum({**config, **entry}) if curriculum_params(entry) else [])]
     return problems
 
 
@@ -217,14 +250,19 @@ def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``config`` merged over :data:`DEFAULT_CONFIG`, checked; raises one ValueError listing every problem.
 
     Unknown keys are errors too: a misspelt hyperparameter would otherwise be searched with no effect.
-    The data knobs are checked by the data layer's own ``DataConfig`` (no data is loaded here).
+    ``curriculum.<parameter>`` keys must be parameters of the configured curriculum. The data knobs are
+    checked by the data layer's own ``DataConfig`` (no data is loaded here). A curriculum read from a
+    file comes back with its path made absolute, so Ray workers in other directories find it.
     """
     config = dict(config or {})
-    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+    unknown = sorted(key for key in set(config) - set(DEFAULT_CONFIG) if not key.startswith(CURRICULUM_PREFIX))
     if unknown:
-        raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(DEFAULT_CONFIG))}")
+        raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(DEFAULT_CONFIG))} "
+                         f"and the curriculum's parameters as {CURRICULUM_PREFIX}<parameter>")
     merged = {key: _plain(value) for key, value in {**DEFAULT_CONFIG, **config}.items()}
-    problems = _check_numbers(merged) + _check_choices(merged) + _check_replay(merged["replay_schedule"])
+    curriculum_problems = _check_curriculum(merged)
+    problems = (_check_numbers(merged) + _check_choices(merged) + curriculum_problems
+                + ([] if curriculum_problems else _check_replay(merged)))
     if not problems:
         try:
             data_config(merged)
@@ -232,6 +270,7 @@ def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
             problems.append(str(error))
     if problems:
         raise ValueError("invalid trial config: " + "; ".join(problems))
+    merged["curriculum"] = check_curriculum_spec(merged["curriculum"])
     return merged
 
 

@@ -1,19 +1,21 @@
 """The training loop of one trial, shared by single-worker Tune trials, Ray Train workers and plain runs.
 
 :func:`run_trial` builds everything from the flat config (data, a TCN-VAE sized from the data, a
-configured :class:`~tcnvae.trainer.TCNVAETrainer`), restores from a checkpoint directory when given
-one, then each epoch: applies the epoch's replayed hyperparameters (if any), trains, validates,
-evaluates the target slice (if a target domain is set), logs to TensorBoard, writes a checkpoint
-directory and hands both to ``report``. Where the report goes (Tune, Ray Train, a list in a test) is
-the caller's business, which is how one loop serves every mode.
+configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy), restores from a checkpoint
+directory when given one, then each epoch: applies the epoch's replayed hyperparameters (if any) and
+the curriculum's stage, trains, validates, evaluates the target slice (if a target domain is set),
+logs to TensorBoard, writes a checkpoint directory and hands both to ``report``. Where the report
+goes (Tune, Ray Train, a list in a test) is the caller's business, which is how one loop serves
+every mode.
 
 Reproducibility: the seed fixes the split, the model's initialisation and every epoch's batch order
-(the loader seeds by (seed, epoch)); a checkpoint holds the RNG states, so a resumed or cloned trial
-continues exactly as an uninterrupted one would.
+(the loader seeds by (seed, epoch)); a checkpoint holds the RNG states and the curriculum's state, so
+a resumed or cloned trial continues exactly as an uninterrupted one would, in the same stage.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 import tempfile
@@ -28,13 +30,25 @@ from torch import nn, optim
 
 from tcnvae.beta_schedules import make_beta_schedule
 from tcnvae.checkpoints import load_checkpoint, save_checkpoint
+from tcnvae.curriculum import CurriculumRunner, grouped_optimizer, make_curriculum
 from tcnvae.data.loaders import WindowLoader
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.model import TCNVAE
 from tcnvae.trainer import TCNVAETrainer
-from tcnvae.tuning.config import beta_schedule_params, data_config, validate_config
+from tcnvae.tuning.config import (
+    CURRICULUM_PREFIX,
+    beta_schedule_params,
+    curriculum_params,
+    data_config,
+    validate_config,
+)
 from tcnvae.tuning.replay import history_entry, scheduled_values
-from tcnvae.tuning.tensorboard import HPARAM_METRICS, TARGET_METRIC, TrialBoard
+from tcnvae.tuning.tensorboard import (
+    HPARAM_METRICS,
+    STAGE_METRIC,
+    TARGET_METRIC,
+    TrialBoard,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +63,10 @@ directory is temporary, so a report must copy or persist it before returning."""
 class TrialState:
     """Trial state beyond the trainer's own: saved in every checkpoint, restored with it.
 
-    ``curriculum`` is the state of a curriculum policy (its stage, counters); policies keep it here so
-    that PBT clones and resumed trials continue in the right stage.
+    ``curriculum`` is the state of the trial's curriculum (``CurriculumRunner.state_dict()``: the
+    policy's switch epochs and counters, the metrics its next decision reads, the stages seen), so
+    that PBT clones and resumed trials continue in the right stage. Each history entry also holds the
+    ``curriculum.*`` parameters the epoch ran with, which PBT may have perturbed.
     """
 
     hyperparameter_history: list[dict[str, Any]] = field(default_factory=list)
@@ -83,11 +99,13 @@ def build_model(config: Mapping[str, Any], data: PreparedData) -> TCNVAE:
 
 
 def build_trainer(config: Mapping[str, Any], model: TCNVAE, device: torch.device) -> TCNVAETrainer:
+    """The trainer of ``config``, its optimizer holding one param group per named part of the model
+    (what a curriculum's per-part freezing and learning-rate multipliers act on)."""
     trainer = TCNVAETrainer(model, device, config["lr"])
     trainer.verbose = False
     optimizer_class = optim.AdamW if config["optimizer"] == "adamw" else optim.Adam
-    trainer.optimizer = optimizer_class(trainer.model.parameters(), lr=config["lr"],
-                                        weight_decay=config["weight_decay"])
+    trainer.optimizer = grouped_optimizer(trainer.model, optimizer_class, lr=config["lr"],
+                                          weight_decay=config["weight_decay"])
     if config["lr_schedule"] == "cosine":
         trainer.scheduler = optim.lr_scheduler.CosineAnnealingLR(trainer.optimizer, T_max=config["max_epochs"])
     apply_hyperparameters(trainer, config)
@@ -99,6 +117,8 @@ def apply_hyperparameters(trainer: TCNVAETrainer, values: Mapping[str, Any]) -> 
 
     A new learning rate keeps the scheduler's progress: under cosine annealing the current rate is
     rescaled by new/old base rate, so the curve continues at the new height instead of restarting.
+    Each param group keeps its curriculum learning-rate multiplier (saved in the optimizer's state,
+    so it survives a restore): its rate is ``lr`` × multiplier × the scheduler's progress.
     """
     trainer.beta = values["beta"]
     trainer.lambda_act = values["lambda_act"]
@@ -111,12 +131,14 @@ def apply_hyperparameters(trainer: TCNVAETrainer, values: Mapping[str, Any]) -> 
     scheduler = trainer.scheduler
     base_rates = getattr(scheduler, "base_lrs", None)
     for index, group in enumerate(trainer.optimizer.param_groups):
+        base = values["lr"] * group.get("lr_multiplier", 1.0)
         progress = group["lr"] / base_rates[index] if base_rates and base_rates[index] > 0 else 1.0
-        group["lr"] = values["lr"] * progress
-        group["initial_lr"] = values["lr"]
+        group["lr"] = base * progress
+        group["initial_lr"] = base
         group["weight_decay"] = values["weight_decay"]
     if base_rates is not None:
-        scheduler.base_lrs = [values["lr"]] * len(base_rates)
+        scheduler.base_lrs = [values["lr"] * group.get("lr_multiplier", 1.0)
+                              for group in trainer.optimizer.param_groups]
 
 
 class RankShard:
@@ -211,6 +233,37 @@ def load_trial_checkpoint(directory: str | Path, trainer: TCNVAETrainer) -> Tria
     return TrialState(list(payload["hyperparameter_history"]), dict(payload["curriculum"]))
 
 
+def build_curriculum(config: Mapping[str, Any], trainer: TCNVAETrainer, train_loader: WindowLoader) -> CurriculumRunner:
+    """The curriculum of ``config`` driving ``trainer`` and the unsharded ``train_loader``.
+
+    Its policy's setup may load pretrained weights, so build it before restoring a checkpoint: the
+    restore then has the last word on the weights.
+    """
+    policy = make_curriculum(config["curriculum"], **curriculum_params(config))
+    return CurriculumRunner(policy, trainer, train_loader, config["max_epochs"])
+
+
+def _rebuilt_curriculum(runner: CurriculumRunner, config: Mapping[str, Any], trainer: TCNVAETrainer,
+                        train_loader: WindowLoader) -> CurriculumRunner:
+    """``runner``'s curriculum with ``config``'s parameters (a replayed epoch changed them), continuing
+    from ``runner``'s state, as a PBT clone with perturbed parameters does. The model keeps its weights:
+    whatever the new policy's setup loads belongs to the start of a run."""
+    weights = copy.deepcopy(trainer.model.state_dict())
+    rebuilt = build_curriculum(config, trainer, train_loader)
+    trainer.model.load_state_dict(weights)
+    rebuilt.load_state_dict(runner.state_dict())
+    return rebuilt
+
+
+def _check_batches_per_worker(loader: WindowLoader, world_size: int, stage: str | None = None) -> None:
+    """Every worker of a data-parallel trial needs a batch per step; a curriculum stage that trains on
+    fewer windows (one domain, the easiest windows) has fewer batches."""
+    if world_size > 1 and len(loader) < world_size:
+        during = f" under curriculum stage {stage!r}" if stage is not None else ""
+        raise ValueError(f"{len(loader)} training batches{during} cannot feed {world_size} workers; "
+                         "lower batch_size or workers_per_trial")
+
+
 def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | Path | None = None,
               log_dir: str | Path | None = None, worker: Worker | None = None,
               until_epoch: int | None = None) -> TrialState:
@@ -220,8 +273,14 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
     the schedules still span ``max_epochs``.
 
     After a restore the trial's *current* config sets the hyperparameters, not the checkpoint's: that
-    is how a PBT clone takes the donor's weights with its own perturbed values. Only rank 0 writes
-    TensorBoard (to ``log_dir``) and checkpoints. Returns the final trial state.
+    is how a PBT clone takes the donor's weights with its own perturbed values. The curriculum is
+    likewise built from the current ``curriculum.*`` parameters and continues from the checkpoint's
+    curriculum state (the stage it reached, the epoch it switched at). Only rank 0 writes TensorBoard
+    (to ``log_dir``) and checkpoints. Returns the final trial state.
+
+    With a curriculum other than ``none``, each epoch's metrics include the stage (``curriculum/stage``,
+    the index of the stage in order of first appearance) and its multipliers and shares
+    (``curriculum/*``), and TensorBoard gets a text entry at every change of stage.
     """
     config = validate_config(config)
     worker = worker or Worker()
@@ -229,22 +288,27 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
     data = prepare(data_config(config))
     model = build_model(config, data)
     trainer = build_trainer(config, model, worker.device)
+    base_loader = data.train_loader()
+    schedule = config["replay_schedule"]
+    first_epoch = {**config, **scheduled_values(schedule, 0)}  # a replay's curriculum starts as the trial's did
+    runner = build_curriculum(first_epoch, trainer, base_loader)
+    runner_params = curriculum_params(first_epoch)
     state = TrialState()
     if restore_dir is not None:
         state = load_trial_checkpoint(restore_dir, trainer)
         apply_hyperparameters(trainer, config)
+        runner.load_state_dict(state.curriculum)
         logger.info("restored from %s at epoch %d", restore_dir, trainer.epoch)
     trainer.metadata = {"data": data.metadata(), "config": dict(config)}  # saved with every checkpoint
+    # Wrapped while every parameter still trains (no stage applied yet), so DDP syncs all of them
+    # once they are unfrozen.
     parallel = worker.parallelize(trainer.model) if worker.parallelize is not None else None
-    train_loader: Any = data.train_loader()
-    if worker.world_size > 1:
-        if len(train_loader) < worker.world_size:
-            raise ValueError(f"{len(train_loader)} training batches cannot feed {worker.world_size} workers; "
-                             "lower batch_size or workers_per_trial")
-        train_loader = RankShard(train_loader, worker.rank, worker.world_size)
+    _check_batches_per_worker(base_loader, worker.world_size)
+    train_loader: Any = RankShard(base_loader, worker.rank, worker.world_size) if worker.world_size > 1 else base_loader
     val_loader = data.val_loader()
     target_loader = (target_slice(data, config["target_labelled_fraction"], config["seed"])
                      if config["target_domain"] else None)
+    reports_curriculum = config["curriculum"] != "none"  # the baseline's stage never changes: nothing to draw
     board = None
     if log_dir is not None and worker.rank == 0:
         tags = [*HPARAM_METRICS, *([TARGET_METRIC] if target_loader is not None else [])]
@@ -253,18 +317,33 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
     end = config["max_epochs"] if until_epoch is None else min(until_epoch, config["max_epochs"])
     try:
         for epoch in range(trainer.epoch, end):
-            replayed = scheduled_values(config["replay_schedule"], epoch)
+            replayed = scheduled_values(schedule, epoch)
             if replayed:
                 current.update(replayed)
                 apply_hyperparameters(trainer, current)
-            state.hyperparameter_history.append(history_entry(epoch, current))
+                if curriculum_params(current) != runner_params:
+                    runner = _rebuilt_curriculum(runner, current, trainer, base_loader)
+                    runner_params = curriculum_params(current)
+            state.hyperparameter_history.append(
+                {**history_entry(epoch, current),
+                 **{key: value for key, value in current.items() if key.startswith(CURRICULUM_PREFIX)}})
+            previous_stage = (runner.last_metrics or {}).get(STAGE_METRIC)
+            stage = runner.before_epoch(epoch)
+            _check_batches_per_worker(base_loader, worker.world_size, stage.name)
             _train_epoch(trainer, train_loader, epoch, parallel)
             target_accuracy = trainer.validate(target_loader)[1] if target_loader is not None else None
             trainer.validate(val_loader)
             trainer.epoch = epoch + 1
             metrics = epoch_metrics(trainer, target_accuracy)
+            stage_metrics = runner.metrics()
+            if reports_curriculum:
+                metrics.update(stage_metrics)
+            runner.after_epoch({**metrics, **stage_metrics})  # the next decision reads these
+            state.curriculum = runner.state_dict()
             if board is not None:
                 board.log_epoch(metrics, trainer.epoch, trainer.last_val_metrics["confusion"], data.activity_names)
+                if reports_curriculum and stage_metrics[STAGE_METRIC] != previous_stage:
+                    board.log_stage(stage, trainer.epoch, config["max_epochs"])
             _checkpoint_and_report(report, metrics, trainer, state, current, worker.rank == 0)
     finally:
         if board is not None:

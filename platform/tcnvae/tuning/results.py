@@ -147,7 +147,8 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
 
     print(f"\nBest trial {best['trial']} ({best['status']}, {best['epochs']} epochs):")
     for key in hyperparameters:
-        print(f"  {key} = {_format(best[key])}")
+        if best[key] is not None:  # conditional spaces: parameters of policies this trial did not draw
+            print(f"  {key} = {_format(best[key])}")
     for key in dict.fromkeys([*metrics, *SUMMARY_METRICS]):
         print(f"  {key}: {_format(best[key])}")
     if len(metrics) > 1:

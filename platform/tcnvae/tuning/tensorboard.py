@@ -27,6 +27,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 
 from tcnvae.beta_schedules import BETA_SCHEDULES
+from tcnvae.curriculum import Stage
 from tcnvae.tuning.config import LR_SCHEDULES, OBJECTIVES, OPTIMIZERS
 
 # Metrics the HParams dashboard shows against the hyperparameters (their latest values).
@@ -35,6 +36,7 @@ HPARAM_METRICS: tuple[str, ...] = (
     "val/domain_classifier_accuracy", "loss/total", "loss/recon", "loss/kl",
 )
 TARGET_METRIC = "target/accuracy"
+STAGE_METRIC = "curriculum/stage"
 # The allowed values of categorical hyperparameters: TensorBoard shows one trial's experiment summary
 # for all runs, so each run declares every value any trial may have (for HParams' value filters).
 CHOICES: dict[str, list[str]] = {
@@ -121,6 +123,13 @@ class TrialBoard:
                 self.writer.add_scalar(tag, value, step)
         if confusion is not None:
             self.writer.add_image(CONFUSION_TAG, confusion_image(confusion, class_names), step, dataformats="HWC")
+        self.writer.flush()
+
+    def log_stage(self, stage: Stage, step: int, max_epochs: int) -> None:
+        """A text entry (tag ``curriculum/stage``) where the curriculum enters a new stage: the
+        ``curriculum/stage`` scalar shows *that* it changed, the text says what the stage does."""
+        text = f"epoch {step} of {max_epochs}: **{stage.name}** — {stage.describe()}"
+        self.writer.add_text(STAGE_METRIC, text, step)
         self.writer.flush()
 
     def close(self, completed: bool) -> None:

@@ -18,9 +18,10 @@ workers must see it: one machine, or a cluster whose Tune storage is a shared fi
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import ray.train
 import ray.train.torch
 import torch
 from ray import tune
+from torch import nn
 
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning.config import check_resources, validate_config
@@ -77,11 +79,25 @@ def _trial_device(use_gpu: bool) -> torch.device:
     return torch.device("cuda" if use_gpu else "cpu")
 
 
+def _ddp_wrapper(curriculum: str) -> Callable[[nn.Module], nn.Module]:
+    """Ray Train's DDP wrapper for a trial with ``curriculum``.
+
+    A curriculum may freeze parameter groups for a while; DDP then has to look for the parameters
+    that got no gradient in each step (``find_unused_parameters``), or it fails the next step waiting
+    for their gradients. That search costs a pass over the autograd graph per step, so the baseline
+    ``none``, which never freezes, goes without it. (The model is wrapped before the first stage
+    applies, while every parameter trains, so DDP syncs the frozen ones too once they unfreeze.)
+    """
+    if curriculum == "none":
+        return ray.train.torch.prepare_model
+    return functools.partial(ray.train.torch.prepare_model, parallel_strategy_kwargs={"find_unused_parameters": True})
+
+
 def _train_worker(payload: dict[str, Any]) -> None:
     """Per-worker body of a Ray Train run: the trial loop on this worker's rank, shard and device."""
     context = ray.train.get_context()
     worker = Worker(rank=context.get_world_rank(), world_size=context.get_world_size(),
-                    device=ray.train.torch.get_device(), parallelize=ray.train.torch.prepare_model)
+                    device=ray.train.torch.get_device(), parallelize=_ddp_wrapper(payload["config"]["curriculum"]))
 
     def report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir is not None else None

@@ -1,0 +1,123 @@
+"""Search curricula together with the loss weights: Optuna (TPE) picks a policy and its parameters, ASHA stops early.
+
+Each trial draws the loss weights and optimiser settings over the ranges of searches/loss_weights.py,
+then one curriculum of --curricula (default: none, single_to_cross, objective_ramp, self_paced; add
+your own with --curriculum FILE.py:Class), then that curriculum's parameters from the policy's own
+search space (CurriculumPolicy.search_space). The space is conditional: a trial has the parameters of
+the policy it drew and no others, and TPE models each policy's parameters on the trials that used
+it. Trials name them curriculum.<policy>.<parameter> (e.g. curriculum.single_to_cross.ramp_epochs),
+so two policies' parameters of the same name stay apart; feed a trial's settings back with --config.
+
+    python searches/curriculum.py                        # synthetic data: 12 trials, minutes on a CPU
+    python searches/curriculum.py --curricula none,single_to_cross,single_to_cross+objective_ramp \\
+        --metric worst_domain_accuracy
+    python searches/pretrain.py --output encoder.pt      # then fine-tune from it:
+    python searches/curriculum.py --curricula none,freeze_then_finetune --encoder-path encoder.pt
+    python searches/curriculum.py --curriculum mypolicies.py:HeadsFirst   # your policy beside the shipped ones
+    python searches/curriculum.py --name NAME --resume   # continue an interrupted search
+
+ASHA compares trials at equal epochs, and a curriculum often trails the baseline until its last stage
+(one domain, or no KL term, is not the final objective yet). So trials are not stopped before
+--grace-period epochs (default 4: the shipped policies' default schedules are in their last or
+next-to-last stage by then); raise it with policies that switch later.
+
+At the end: the best config and its metrics are printed (a curriculum parameter of a policy the best
+trial did not draw shows as None), and leaderboard.csv, best_config.json and the Optuna study
+(optuna.db) are written to the experiment folder, with the `tensorboard --logdir` command that
+compares the trials (each trial's curriculum/* curves and a text entry at every stage change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from tcnvae.curriculum import check_curriculum_spec
+from tcnvae.tuning import cli, spaces
+from tcnvae.tuning.config import CURRICULUM_PREFIX, DEFAULT_CONFIG, OBJECTIVE_MODE, OBJECTIVES, validate_config
+from tcnvae.tuning.curriculum_space import CurriculumSpace, policy_space
+from tcnvae.tuning.results import summarise_search
+
+RECIPE_DEFAULTS = {"max_epochs": 10}
+NUM_SAMPLES = 12
+CURRICULA = "none,single_to_cross,objective_ramp,self_paced"
+PRETRAINED_POLICY = "freeze_then_finetune"  # the shipped policy that reads --encoder-path
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = cli.search_parser(__doc__)
+    parser.add_argument("--curricula", default=CURRICULA, metavar="A,B",
+                        help="the curricula trials choose from: registered names, or several policies joined "
+                             f"by '+' to run together (default: {CURRICULA})")
+    parser.add_argument("--curriculum", action="append", default=[], metavar="FILE.py:Class",
+                        help="a policy of your own (a CurriculumPolicy subclass) to choose from too (repeatable)")
+    parser.add_argument("--encoder-path", type=Path, default=None,
+                        help=f"pretrained encoder for {PRETRAINED_POLICY} (from searches/pretrain.py, with the "
+                             "same model settings)")
+    parser.add_argument("--grace-period", type=int, default=4,
+                        help="ASHA: epochs before a trial may be stopped; give curricula time to reach their "
+                             "last stage (default: 4)")
+    parser.add_argument("--reduction-factor", type=float, default=2,
+                        help="ASHA: 1/reduction-factor of the trials at each rung go on (default: 2)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> tune.ResultGrid:
+    args = parse_args(argv)
+    # Everything is checked before Ray starts.
+    config = cli.base_config(args, RECIPE_DEFAULTS)
+    if config["curriculum"] != DEFAULT_CONFIG["curriculum"] or any(key.startswith(CURRICULUM_PREFIX) for key in config):
+        raise ValueError("this search chooses each trial's curriculum and its parameters: name the curricula with "
+                         "--curricula/--curriculum rather than --set curriculum...")
+    if args.grace_period < 1:
+        raise ValueError(f"--grace-period {args.grace_period}: expected an integer >= 1")
+    specs = list(dict.fromkeys(check_curriculum_spec(spec.strip())
+                               for spec in [*args.curricula.split(","), *args.curriculum] if spec.strip()))
+    fixed = {}
+    if args.encoder_path is not None:
+        pretrained = [spec for spec in specs if PRETRAINED_POLICY in spec.split("+")]
+        if not pretrained:
+            raise ValueError(f"--encoder-path is for {PRETRAINED_POLICY}, which none of {specs} uses")
+        # Absolute: trials run in their own directories.
+        fixed = {spec: {f"{CURRICULUM_PREFIX}{PRETRAINED_POLICY}.encoder_path": str(args.encoder_path.resolve())}
+                 for spec in pretrained}
+    for spec in specs:
+        cli.validate_space(validate_config({**config, "curriculum": spec, **fixed.get(spec, {})}), policy_space(spec))
+    loss_space = spaces.loss_weight_space()
+    cli.validate_space(config, loss_space)
+    space = CurriculumSpace.from_tune(loss_space, specs, fixed)
+    metric = OBJECTIVES[config["objective"]]
+    experiment = cli.experiment_path(args, "curriculum")
+    cli.start_ray(args, config)
+
+    if args.resume:
+        tuner = cli.restore_tuner(args, experiment, config)
+    else:
+        experiment.mkdir(parents=True)  # the Optuna study lives there: optuna.load_study or optuna-dashboard
+        searcher = OptunaSearch(space=space, metric=metric, mode=OBJECTIVE_MODE,
+                                sampler=optuna.samplers.TPESampler(seed=config["seed"]),
+                                storage=optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}"),
+                                study_name=experiment.name)
+        scheduler = ASHAScheduler(metric=metric, mode=OBJECTIVE_MODE, time_attr="training_iteration",
+                                  max_t=config["max_epochs"], grace_period=args.grace_period,
+                                  reduction_factor=args.reduction_factor)
+        tuner = cli.new_tuner(
+            args, experiment, config, param_space=dict(config), search_alg=searcher, scheduler=scheduler,
+            num_samples=args.num_samples or NUM_SAMPLES,
+            # The two best checkpoints (the models to keep) and the latest (to resume from).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric,
+                                                    checkpoint_score_order=OBJECTIVE_MODE),
+        )
+    results = tuner.fit()
+    summarise_search(results, experiment, space.hyperparameters(), [metric])
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
