@@ -9,7 +9,9 @@ needs to be judged is observable: ``last_train_metrics`` and ``last_val_metrics`
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import time
 import warnings
@@ -32,10 +34,40 @@ from tcnvae.checkpoints import (
 from tcnvae.data.metrics import classification_report
 from tcnvae.model import TCNVAE
 
+logger = logging.getLogger(__name__)
 
 LOSS_TERMS = ("recon", "kl", "activity", "domain")
 """The terms of the training objective that ``TCNVAETrainer.loss_multipliers`` weighs."""
 _UNWEIGHTED = dict.fromkeys(LOSS_TERMS, 1.0)
+
+
+PRECISIONS = ("off", "bf16", "fp16", "auto")
+"""Mixed-precision modes of ``TCNVAETrainer.mixed_precision``; "auto" picks per device (see :func:`resolve_precision`)."""
+
+
+def resolve_precision(requested: str, device: torch.device | str, bf16_supported: bool | None = None) -> str:
+    """The precision ("off", "bf16" or "fp16") that ``requested`` means on ``device``.
+
+    "auto" is bf16 on a GPU that supports it (Ampere and later: same exponent range as fp32, so no loss
+    scaling), fp16 with a gradient scaler on older GPUs, and off on a CPU, where bf16 autocast is often
+    slower than fp32; bf16 on a CPU runs only when asked for. fp16 has no CPU kernels worth using and
+    needs a GPU. ``bf16_supported`` overrides the CUDA query (for tests and planning).
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"mixed_precision={requested!r}: expected one of {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    if device.type != "cuda":
+        if requested == "fp16":
+            raise ValueError(f"mixed_precision='fp16' needs a CUDA GPU, but the device is {device}; "
+                             "use 'bf16' (CPU autocast), 'auto' (off on a CPU) or 'off'")
+        return "off" if requested == "auto" else requested
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported()
+    if requested == "auto":
+        return "bf16" if bf16_supported else "fp16"
+    if requested == "bf16" and not bf16_supported:
+        raise ValueError(f"mixed_precision='bf16': the GPU {device} does not support bf16; use 'fp16' or 'auto'")
+    return requested
 
 
 class TrainingDivergedError(RuntimeError):
@@ -83,6 +115,8 @@ class TCNVAETrainer:
         self.max_consecutive_nonfinite = 5
         self.nonfinite_lr_factor = 0.5
         self.verbose = True
+        self.scaler: torch.amp.GradScaler | None = None  # fp16 only: scales the loss so gradients stay representable
+        self.mixed_precision = "off"
         self.metadata: dict[str, Any] = {}  # label mapping, normalisation, config: saved with every checkpoint
         # Extra weight of each training-loss term on top of β and the λs, set by curricula per epoch
         # (e.g. the adversarial term at 0 while one domain is in the batches). Validation ignores
@@ -129,6 +163,24 @@ class TCNVAETrainer:
                 "build the scheduler from trainer.optimizer after replacing the optimizer"
             )
 
+    # -- mixed precision -----------------------------------------------------------------------------
+    @property
+    def mixed_precision(self) -> str:
+        """The precision in use: "off", "bf16" or "fp16". Set it to any of :data:`PRECISIONS`; "auto"
+        resolves for this trainer's device (:func:`resolve_precision`). fp16 brings a ``GradScaler``."""
+        return self._precision
+
+    @mixed_precision.setter
+    def mixed_precision(self, requested: str) -> None:
+        self._precision = resolve_precision(requested, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self._precision == "fp16" else None
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self._precision == "off":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self._precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
     @property
     def learning_rate(self) -> float:
         return self._optimizer.param_groups[0]["lr"]
@@ -147,7 +199,10 @@ class TCNVAETrainer:
 
     def _losses(self, data: torch.Tensor, target: torch.Tensor, activity_labels: torch.Tensor,
                 domain_labels: torch.Tensor, alpha: float, multipliers: Mapping[str, float] | None = None):
-        recon, mu, logvar, activity_logits, domain_logits = self.model(data, alpha)
+        with self._autocast():
+            outputs = self.model(data, alpha)
+        # The losses in fp32 whatever the forward ran in: exp(logvar) and the sums overflow in fp16.
+        recon, mu, logvar, activity_logits, domain_logits = (output.float() for output in outputs)
         vae, recon_loss, kl = self.vae_loss(recon, target, mu, logvar)
         activity = nn.functional.cross_entropy(activity_logits, activity_labels,
                                                label_smoothing=self.label_smoothing)
@@ -182,7 +237,7 @@ class TCNVAETrainer:
             raise ValueError("train_loader yields no batches; is the training split empty?")
         self.model.train()
         sums = dict.fromkeys(("total", "vae", "recon", "kl", "activity", "domain", "beta", "alpha"), 0.0)
-        steps = skipped = domain_correct = domain_seen = 0
+        steps = skipped = overflowed = domain_correct = domain_seen = 0
         lr_used = self.learning_rate
         for batch_idx, batch in enumerate(train_loader):
             data, activity_labels, domain_labels = self._batch_to_device(batch)
@@ -195,16 +250,20 @@ class TCNVAETrainer:
             self._optimizer.zero_grad(set_to_none=True)
             finite = bool(torch.isfinite(terms["total"]))
             if finite:
-                terms["total"].backward()
+                self._backward(terms["total"])
                 if self.grad_clip is not None:
                     norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-                    finite = bool(torch.isfinite(norm))
+                    # With fp16 an infinite norm is a scale too high for this step, not divergence:
+                    # the scaler skips the step and lowers the scale itself.
+                    finite = self.scaler is not None or bool(torch.isfinite(norm))
             if not finite:
                 skipped += 1
                 self._on_nonfinite(epoch, batch_idx, terms["total"])
                 continue
             self._nonfinite_streak = 0
-            self._optimizer.step()
+            if not self._step():
+                overflowed += 1
+                continue
 
             steps += 1
             for key in ("total", "vae", "recon", "kl", "activity", "domain"):
@@ -229,12 +288,31 @@ class TCNVAETrainer:
             "domain_accuracy": domain_correct / domain_seen if domain_seen else float("nan"),
             "steps": steps,
             "skipped_steps": skipped,
+            "overflow_steps": overflowed,
         }
         if steps and means["kl"] < 0.01:
             self._warn(f"KL collapse at epoch {epoch}: KL divergence {means['kl']:.4f} < 0.01 per sample; "
                        "the latent carries almost no information. Increase beta gradually "
                        "(a beta schedule) or check the latent dimension size.")
         return means["total"]
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        """Backward pass; with fp16 through the scaler, then unscaled so clipping sees true gradients."""
+        if self.scaler is None:
+            loss.backward()
+            return
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self._optimizer)
+
+    def _step(self) -> bool:
+        """Optimizer step; False when the fp16 scaler skipped it (gradients overflowed at this scale)."""
+        if self.scaler is None:
+            self._optimizer.step()
+            return True
+        scale = self.scaler.get_scale()
+        self.scaler.step(self._optimizer)
+        self.scaler.update()
+        return self.scaler.get_scale() >= scale  # the scale drops exactly when the step was skipped
 
     def _on_nonfinite(self, epoch: int, batch_idx: int, loss: torch.Tensor) -> None:
         self._nonfinite_streak += 1
@@ -346,6 +424,7 @@ class TCNVAETrainer:
             "model_config": self.model.config,
             "optimizer_state": self._optimizer.state_dict(),
             "scheduler_state": self._scheduler.state_dict() if self._scheduler is not None else None,
+            "scaler_state": self.scaler.state_dict() if self.scaler is not None else None,
             "epoch": self.epoch,
             "best_val_accuracy": self.best_val_accuracy,
             "epochs_since_best": self.epochs_since_best,
@@ -363,6 +442,7 @@ class TCNVAETrainer:
             if self._scheduler is None:
                 raise ValueError("the checkpoint has a scheduler state but this trainer has no scheduler")
             self._scheduler.load_state_dict(state["scheduler_state"])
+        self._load_scaler_state(state.get("scaler_state"))  # absent from checkpoints older than the scaler
         self.epoch = state["epoch"]
         self.best_val_accuracy = state["best_val_accuracy"]
         self.epochs_since_best = state["epochs_since_best"]
@@ -373,6 +453,16 @@ class TCNVAETrainer:
         self.history = list(state["history"])
         self.metadata = dict(state["metadata"])
         restore_rng_state(state["rng"])
+
+    def _load_scaler_state(self, scaler_state: dict[str, Any] | None) -> None:
+        """The fp16 loss scale, when both the checkpoint and this trainer use one. A checkpoint may come
+        from another precision (a retried trial on another GPU type under "auto"): the scale is then
+        dropped, or starts afresh, since it only means something to fp16."""
+        if self.scaler is not None and scaler_state:
+            self.scaler.load_state_dict(scaler_state)
+        elif (self.scaler is not None) != bool(scaler_state):
+            logger.info("checkpoint loss-scaler state %s; this trainer runs %s",
+                        "present" if scaler_state else "absent", self._precision)
 
     def save_checkpoint(self, path: str | Path) -> None:
         save_checkpoint(self.state_dict(), path)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -27,6 +29,52 @@ from tcnvae.checkpoints import read_json_object
 from tcnvae.tuning.config import OBJECTIVES, check_resources, validate_config
 from tcnvae.tuning.tensorboard import tune_logger_callbacks
 from tcnvae.tuning.trainable import make_trainable
+
+
+STORAGE_ENV = "TCNVAE_STORAGE"
+"""Environment variable naming the default ``--storage-path``: cluster.yaml sets it on every node."""
+
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_uri(location: str) -> bool:
+    """``s3://...``, ``gs://...`` and the like: storage that Ray Tune reaches through pyarrow, not a local path."""
+    return bool(_URI_SCHEME.match(location)) and not location.startswith("file://")
+
+
+def storage_location(location: str | Path) -> str:
+    """``--storage-path`` as Tune gets it: a URI verbatim (no trailing slash), a local path absolute.
+
+    A URI must not pass through ``Path``: ``Path("s3://bucket/x").resolve()`` is a local path
+    ``<cwd>/s3:/bucket/x``, and Tune would write the experiment there.
+    """
+    text = str(location)
+    if not text:
+        raise ValueError("--storage-path is empty: expected a folder or a URI such as s3://bucket/path")
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if is_uri(text):
+        return text.rstrip("/")
+    return str(Path(text).expanduser().resolve())
+
+
+def check_shared_storage(storage: str, shared: bool, nodes: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse a local, non-shared storage folder when the Ray cluster has more than one live node.
+
+    Each trial writes its checkpoints and TensorBoard files on the node it runs on, under the storage
+    path; a retried, resumed or PBT-cloned trial may run on another node, which would not find them,
+    and the driver would not see the results of trials on other nodes. ``nodes`` is ``ray.nodes()``.
+    """
+    alive = sum(1 for node in nodes if node.get("Alive", False))
+    if alive <= 1 or shared or is_uri(storage):
+        return
+    raise ValueError(
+        f"--storage-path {storage} is a folder on this machine, but the Ray cluster has {alive} live nodes: "
+        "checkpoints a trial writes on one node are not visible on another, so retried, resumed and PBT-cloned "
+        "trials would lose them. Use storage all nodes reach: an object-store URI (--storage-path "
+        "s3://bucket/path, or set it once in cluster.yaml as TCNVAE_STORAGE), or a folder on a shared file "
+        "system (EFS, NFS) mounted at the same path on every node, declared with --shared-storage"
+    )
 
 
 def run_parser(description: str) -> argparse.ArgumentParser:
@@ -49,8 +97,13 @@ def run_parser(description: str) -> argparse.ArgumentParser:
                                "a search also seeds its search algorithm with it")
 
     output = parser.add_argument_group("output")
-    output.add_argument("--storage-path", type=Path, default=Path("results"),
-                        help="folder holding every experiment (default: ./results)")
+    output.add_argument("--storage-path", default=os.environ.get(STORAGE_ENV, "results"),
+                        help="folder or URI (s3://bucket/path, gs://...) holding every experiment "
+                             f"(default: ${STORAGE_ENV} when set, as on the cluster of cluster.yaml, "
+                             "else ./results)")
+    output.add_argument("--shared-storage", action="store_true",
+                        help="--storage-path is a folder every node of the Ray cluster mounts (EFS, NFS); "
+                             "without it a local folder is refused on a multi-node cluster")
     output.add_argument("--name", default=None,
                         help="experiment folder name (default: the recipe name and the start time)")
     return parser
@@ -161,33 +214,52 @@ def validate_space(config: Mapping[str, Any], space: Mapping[str, Any]) -> None:
 
 
 def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
-    """``--storage-path/--name``, checked against ``--resume`` (resume needs it; a new run must not reuse it)."""
-    storage = args.storage_path.expanduser().resolve()
+    """The local experiment folder, ``--storage-path/--name``, checked against ``--resume`` (resume needs
+    it; a new run must not reuse it).
+
+    With a URI ``--storage-path`` Tune writes the trials to ``<URI>/<name>`` (:func:`tune_storage`)
+    and this folder, ``./results/<name>`` on the machine running the search, holds the search's own files
+    (Optuna study, leaderboard, best config).
+    """
+    storage = storage_location(args.storage_path)
+    remote = is_uri(storage)
+    local_root = Path("results").resolve() if remote else Path(storage)
     if getattr(args, "resume", False):
         if args.name is None:
             raise ValueError("--resume needs --name: the experiment folder under --storage-path to continue")
-        path = storage / args.name
-        if not path.is_dir():
+        path = local_root / args.name
+        if not remote and not path.is_dir():  # a URI's experiment is checked by Tune's restore
             raise FileNotFoundError(f"--resume: no experiment at {path}")
         return path
     name = args.name or f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path = storage / name
+    path = local_root / name
     if path.exists():
         raise ValueError(f"experiment folder {path} exists; pass --resume to continue it or pick another --name")
     return path
+
+
+def tune_storage(args: argparse.Namespace, experiment: Path) -> str:
+    """The ``storage_path`` Tune gets for ``experiment`` (:func:`experiment_path`): the URI of a URI
+    ``--storage-path`` (Tune writes the trials to ``<URI>/<name>``), else the local folder's parent."""
+    storage = storage_location(args.storage_path)
+    return storage if is_uri(storage) else str(experiment.parent)
 
 
 def start_ray(args: argparse.Namespace, config: Mapping[str, Any]) -> None:
     """Check the trial resources and start Ray (or join ``--address``); a running Ray is reused.
 
     When joining a cluster the GPU check counts the cluster's GPUs, so it runs after connecting;
-    on one machine it runs before Ray starts.
+    on one machine it runs before Ray starts. Once connected, a local ``--storage-path`` is refused on
+    a multi-node cluster unless ``--shared-storage`` (:func:`check_shared_storage`). A cluster that
+    autoscales from zero has one node when the search starts, so the check cannot see the workers to
+    come: there the storage comes from ``TCNVAE_STORAGE`` (cluster.yaml sets an S3 URI).
     """
     if args.address is not None and not ray.is_initialized():
         ray.init(address=args.address)
     check_resources(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
     if not ray.is_initialized():
         ray.init()
+    check_shared_storage(storage_location(args.storage_path), args.shared_storage, ray.nodes())
 
 
 def new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], param_space: dict[str, Any], *,
@@ -211,7 +283,7 @@ def new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, A
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=args.max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(name=experiment.name, storage_path=str(experiment.parent),
+        run_config=tune.RunConfig(name=experiment.name, storage_path=tune_storage(args, experiment),
                                   callbacks=tune_logger_callbacks(), checkpoint_config=checkpoint_config,
                                   failure_config=tune.FailureConfig(max_failures=args.max_failures), stop=stop,
                                   sync_config=tune.SyncConfig(sync_artifacts=True),
@@ -226,8 +298,8 @@ def restore_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[st
     come from this command's flags.
     """
     tune_logger_callbacks()  # switches Ray's TensorBoard logger off in this process too
-    return tune.Tuner.restore(str(experiment), make_trainable(args.cpus_per_trial, args.gpus_per_trial,
-                                                              config["workers_per_trial"]),
+    trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
+    return tune.Tuner.restore(f"{tune_storage(args, experiment)}/{experiment.name}", trainable,
                               resume_unfinished=True, resume_errored=True)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 from tcnvae.beta_schedules import BETA_SCHEDULES
 from tcnvae.curriculum import check_curriculum_spec, make_curriculum
 from tcnvae.data.pipeline import DataConfig
+from tcnvae.trainer import PRECISIONS
 
 OBJECTIVES: dict[str, str] = {
     "accuracy": "val/accuracy",
@@ -124,6 +125,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "workers_per_trial": 1,
     "use_gpu": False,
+    # "auto": bf16 on GPUs that support it, fp16 with a loss scaler on older ones, off on a CPU;
+    # "bf16" on a CPU runs bf16 autocast there; "fp16" needs a GPU (tcnvae.trainer.resolve_precision)
+    "mixed_precision": "auto",
     "epochs_per_fit": 1,  # multi-worker trials: epochs per TorchTrainer.fit(); PBT: its perturbation interval
     "replay_schedule": None,  # None, or a list of {"epoch": e, <MUTABLE_KEYS>...} (tcnvae.tuning.replay)
 }
@@ -179,9 +183,13 @@ def _check_numbers(config: Mapping[str, Any]) -> list[str]:
 def _check_choices(config: Mapping[str, Any]) -> list[str]:
     problems = []
     for key, allowed in (("objective", tuple(OBJECTIVES)), ("optimizer", OPTIMIZERS),
-                         ("lr_schedule", LR_SCHEDULES), ("beta_schedule", tuple(BETA_SCHEDULES))):
+                         ("lr_schedule", LR_SCHEDULES), ("beta_schedule", tuple(BETA_SCHEDULES)),
+                         ("mixed_precision", PRECISIONS)):
         if config[key] not in allowed:
             problems.append(_problem(key, config[key], f"one of {', '.join(allowed)}"))
+    if config["mixed_precision"] == "fp16" and not config["use_gpu"]:
+        problems.append(_problem("mixed_precision", "fp16", "'auto', 'bf16' or 'off' for a CPU trial: fp16 needs "
+                                 "a GPU (--gpus-per-trial)"))
     if config["objective"] == "target_accuracy" and not config["target_domain"]:
         problems.append(_problem("target_domain", config["target_domain"],
                                  "a domain name: objective 'target_accuracy' needs a target domain"))

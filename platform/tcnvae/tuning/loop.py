@@ -103,6 +103,7 @@ def build_trainer(config: Mapping[str, Any], model: TCNVAE, device: torch.device
     (what a curriculum's per-part freezing and learning-rate multipliers act on)."""
     trainer = TCNVAETrainer(model, device, config["lr"])
     trainer.verbose = False
+    trainer.mixed_precision = config["mixed_precision"]
     optimizer_class = optim.AdamW if config["optimizer"] == "adamw" else optim.Adam
     trainer.optimizer = grouped_optimizer(trainer.model, optimizer_class, lr=config["lr"],
                                           weight_decay=config["weight_decay"])
@@ -170,7 +171,7 @@ class RankShard:
                 yield batch
 
 
-def target_slice(data: PreparedData, fraction: float, seed: int) -> WindowLoader:
+def target_slice(data: PreparedData, fraction: float, seed: int, pin_memory: bool = False) -> WindowLoader:
     """Loader over the labelled slice of the held-out target domain: ``fraction`` of its subjects.
 
     The target domain is the test side of a ``lodo:<target>`` split. Whole subjects form the slice (at
@@ -185,7 +186,7 @@ def target_slice(data: PreparedData, fraction: float, seed: int) -> WindowLoader
         count = min(count, len(subjects) - 1)
     chosen = np.random.default_rng([seed, 7]).choice(subjects, size=count, replace=False)
     logger.info("target slice: %d of %d target subjects (%s)", count, len(subjects), ", ".join(sorted(chosen)))
-    return data.loader(data.test.subset(np.isin(data.test.subject, chosen)))
+    return data.loader(data.test.subset(np.isin(data.test.subject, chosen)), pin_memory=pin_memory)
 
 
 def epoch_metrics(trainer: TCNVAETrainer, target_accuracy: float | None) -> dict[str, float]:
@@ -288,7 +289,9 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
     data = prepare(data_config(config))
     model = build_model(config, data)
     trainer = build_trainer(config, model, worker.device)
-    base_loader = data.train_loader()
+    # Page-locked batches on a GPU, so the trainer's non_blocking copies overlap with compute.
+    pin_memory = worker.device.type == "cuda"
+    base_loader = data.train_loader(pin_memory=pin_memory)
     schedule = config["replay_schedule"]
     first_epoch = {**config, **scheduled_values(schedule, 0)}  # a replay's curriculum starts as the trial's did
     runner = build_curriculum(first_epoch, trainer, base_loader)
@@ -305,8 +308,8 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
     parallel = worker.parallelize(trainer.model) if worker.parallelize is not None else None
     _check_batches_per_worker(base_loader, worker.world_size)
     train_loader: Any = RankShard(base_loader, worker.rank, worker.world_size) if worker.world_size > 1 else base_loader
-    val_loader = data.val_loader()
-    target_loader = (target_slice(data, config["target_labelled_fraction"], config["seed"])
+    val_loader = data.val_loader(pin_memory=pin_memory)
+    target_loader = (target_slice(data, config["target_labelled_fraction"], config["seed"], pin_memory)
                      if config["target_domain"] else None)
     reports_curriculum = config["curriculum"] != "none"  # the baseline's stage never changes: nothing to draw
     board = None

@@ -124,10 +124,14 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     after printing how to resume, since a "best" among half-run trials would mislead.
     """
     experiment = Path(experiment)
-    unfinished = unfinished_trials(experiment)
+    # Tune's own experiment folder: the same as ``experiment`` for a local storage path, a URI
+    # (s3://...) when trials are stored remotely and only the search's own files are local.
+    tune_experiment = results.experiment_path
+    unfinished = unfinished_trials(tune_experiment)
     if unfinished:
+        storage, _, name = tune_experiment.rstrip("/").rpartition("/")
         print(f"\n{unfinished} trials are unfinished: the search was interrupted. Continue it "
-              f"with the same command and --storage-path {experiment.parent} --name {experiment.name} --resume")
+              f"with the same command and --storage-path {storage} --name {name} --resume")
         return None
     rows = rank(trial_rows(results, hyperparameters, metrics), metrics)
     if not rows:
