@@ -33,12 +33,28 @@ def synthetic_windows() -> WindowSet:
 
 
 @pytest.fixture(scope="session")
-def uci_har_windowset() -> WindowSet:
+def shared_data_dir() -> Path:
+    """Where the real data lives: ../shared/data beside the checkout, or $TCNVAE_SHARED_DATA."""
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data_file(shared_data_dir: Path):
+    """``shared_data_file(name)``: the path of a real-data file; skips the test when it is absent."""
+
+    def find(name: str) -> Path:
+        path = shared_data_dir / name
+        if not path.is_file():
+            pytest.skip(f"real data {path} not present (set TCNVAE_SHARED_DATA)")
+        return path
+
+    return find
+
+
+@pytest.fixture(scope="session")
+def uci_har_windowset(shared_data_file) -> WindowSet:
     """UCI-HAR's 10,299 windows (N, 128, 9) from the shared npz; skips when the file is absent."""
-    path = SHARED_DATA / "uci_har_windows.npz"
-    if not path.is_file():
-        pytest.skip(f"real UCI-HAR windows not found at {path} (set TCNVAE_SHARED_DATA)")
-    return load_source("uci_har", path=path)
+    return load_source("uci_har", path=shared_data_file("uci_har_windows.npz"))
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +9,15 @@ import pytest
 
 from tcnvae.data.sources import uci_har
 
-REAL_NPZ = (
-    Path(os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).parents[1].parent / "shared" / "data"))
-    / "uci_har_windows.npz"
-)
 TEST_IDS = [int(s.split(":")[1]) for s in uci_har.OFFICIAL_TEST_SUBJECTS]
 
 
 @pytest.fixture(scope="module")
-def windows() -> dict[str, np.ndarray]:
+def windows(shared_data_dir: Path) -> dict[str, np.ndarray]:
     """A few windows per split: a slice of the real npz when present, else generated ones."""
-    if REAL_NPZ.is_file():
-        with np.load(REAL_NPZ) as real:
+    real_npz = shared_data_dir / "uci_har_windows.npz"
+    if real_npz.is_file():
+        with np.load(real_npz) as real:
             subject = real["subject"]
             take = np.concatenate(
                 [np.flatnonzero(subject == 1)[:6], np.flatnonzero(subject == 2)[:5]]

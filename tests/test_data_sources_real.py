@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -12,21 +9,11 @@ from tcnvae.data.recordings import ACC, BODY_ACC, GYRO, UNLABELLED
 from tcnvae.data.sources import load_source, uci_har
 from tcnvae.data.taxonomy import ACTIVITIES
 
-SHARED = Path(
-    os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).parents[1].parent / "shared" / "data")
-)
 pytestmark = pytest.mark.real_data
 
 
-def _shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_file():
-        pytest.skip(f"{path} not present")
-    return path
-
-
-def test_uci_har_windows():
-    data = load_source("uci_har", _shared("uci_har_windows.npz"))
+def test_uci_har_windows(shared_data_file):
+    data = load_source("uci_har", shared_data_file("uci_har_windows.npz"))
     assert data.signals.shape == (10299, 128, 9)
     assert data.channel_names == BODY_ACC + GYRO + ACC
     assert data.class_counts() == {
@@ -46,8 +33,8 @@ def test_uci_har_windows():
     assert 0.9 < magnitude < 1.1
 
 
-def test_hapt_recordings():
-    recordings = load_source("hapt", _shared("hapt_raw.npz"))
+def test_hapt_recordings(shared_data_file):
+    recordings = load_source("hapt", shared_data_file("hapt_raw.npz"))
     assert len(recordings) == 61
     assert len({r.subject for r in recordings}) == 30
     total = sum(len(r) for r in recordings)
@@ -60,6 +47,6 @@ def test_hapt_recordings():
     assert (labels == transition).sum() == 67208
     assert all(r.channel_names == ACC + GYRO and r.sample_rate == 50.0 for r in recordings)
 
-    without = load_source("hapt", _shared("hapt_raw.npz"), include_transitions=False)
+    without = load_source("hapt", shared_data_file("hapt_raw.npz"), include_transitions=False)
     kept = np.concatenate([r.labels for r in without])
     assert (kept != UNLABELLED).mean() == pytest.approx(0.6666, abs=1e-3)
