@@ -24,10 +24,10 @@ import optuna
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
-from ray.tune.search.optuna import OptunaSearch
 
 from tcnvae.tuning import cli, spaces
 from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
+from tcnvae.tuning.optuna_search import ResumableOptunaSearch
 from tcnvae.tuning.results import summarise_search
 
 # This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG (whose small model
@@ -90,11 +90,13 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
             # The study lives in the experiment folder: inspect it with optuna.load_study or optuna-dashboard.
             experiment.mkdir(parents=True)
             single = len(metrics) == 1
-            searcher = OptunaSearch(metric=metrics[0] if single else metrics,
-                                    mode=OBJECTIVE_MODE if single else [OBJECTIVE_MODE] * len(metrics),
-                                    sampler=optuna.samplers.TPESampler(seed=config["seed"]),
-                                    storage=optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}"),
-                                    study_name=experiment.name)
+            # Resumable: after a killed driver the study (written at once) is ahead of Tune's saved state.
+            searcher = ResumableOptunaSearch(metric=metrics[0] if single else metrics,
+                                             mode=OBJECTIVE_MODE if single else [OBJECTIVE_MODE] * len(metrics),
+                                             sampler=optuna.samplers.TPESampler(seed=config["seed"]),
+                                             storage=optuna.storages.RDBStorage(
+                                                 f"sqlite:///{experiment / 'optuna.db'}"),
+                                             study_name=experiment.name)
         else:
             searcher = BasicVariantGenerator(random_state=config["seed"])
         if args.scheduler == "asha":
