@@ -14,7 +14,7 @@ metrics; the model's domain head simply never sees it during training.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, fields, replace, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
