@@ -82,7 +82,7 @@ def test_activity_filter_keeps_only_those_and_names_missing_ones():
         ({"split": "uci_har_official"}, "needs 'uci_har'"),
         ({"channel_set": "magnetometer"}, "channel_set"),
         ({"sampling": "shuffled"}, "sampling"),
-        ({"activities": ["jogging"]}, "jogging"),
+        ({"activities": ["Jogging"]}, "lower_snake_case"),
         ({"min_purity": 0.0}, "min_purity"),
         ({"paths": {"pamap2": "/data"}}, "not in datasets"),
     ],
@@ -129,3 +129,32 @@ def test_classification_report_by_hand():
     assert named["worst_domain_accuracy"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match="y_pred"):
         classification_report(y_true, y_pred + 3, num_classes=4)
+
+
+def _ten_second_windows(tmp_path) -> str:
+    """80 pre-windowed series of 10 s at 10 Hz (100 samples) from 8 people, as an arrays file."""
+    rng = np.random.default_rng(0)
+    path = tmp_path / "ten_seconds.npz"
+    np.savez(path, signals=rng.normal(size=(80, 100, 3)).astype(np.float32), labels=np.arange(80) % 2,
+             label_names=np.array(["lying", "walking"]), channel_names=np.array(["acc_x", "acc_y", "acc_z"]),
+             sample_rate=10.0, subjects=np.repeat(np.arange(8), 10))
+    return str(path)
+
+
+def test_pre_windowed_data_keeps_its_own_duration_and_is_cropped_only_when_asked(tmp_path, caplog):
+    path = _ten_second_windows(tmp_path)
+    config = DataConfig(datasets=["arrays"], paths={"arrays": path}, channel_set="acc")
+    with caplog.at_level(logging.INFO, logger="tcnvae.data.pipeline"):
+        data = prepare(config)
+    assert data.config.window_seconds == 10.0 and data.window_length == 500  # 10 s at 50 Hz: nothing dropped
+    assert "resampled to sample_rate 50 Hz" in caplog.text and "spans 10 s" in caplog.text
+    assert prepare(DataConfig(**{**config.__dict__, "sample_rate": 10.0})).window_length == 100
+    with pytest.raises(ValueError, match=r"span 10 s .* would crop 74% of each window.*crop_windows=true"):
+        prepare(DataConfig(**{**config.__dict__, "window_seconds": 2.56}))
+    cropped = prepare(DataConfig(**{**config.__dict__, "window_seconds": 2.56, "crop_windows": True}))
+    assert cropped.window_length == 128
+
+
+def test_pre_windowed_data_keeps_the_usual_length_when_it_has_it(uci_har_windowset):
+    assert uci_har_windowset.window_length / uci_har_windowset.sample_rate == 2.56
+    assert _config().window_seconds is None and prepare(_config()).config.window_seconds == 2.56

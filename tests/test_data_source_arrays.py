@@ -124,10 +124,8 @@ def test_nans_are_reported_with_count_and_positions():
 
 def test_names_are_validated():
     x = _windows()
-    with pytest.raises(
-        ValueError, match=r"unknown activity names \['jumping'\]; known activities: lying"
-    ):
-        arrays.load(x, labels=["walking"] * 7 + ["jumping"], channel_names=CHANNELS, sample_rate=50)
+    with pytest.raises(ValueError, match=r"'Jumping Jacks' must be lower_snake_case.*label_map"):
+        arrays.load(x, labels=["walking"] * 7 + ["Jumping Jacks"], channel_names=CHANNELS, sample_rate=50)
     with pytest.raises(ValueError, match=r"channel names \['accel_x'\] are not canonical"):
         arrays.load(
             x, labels=["walking"] * 8, channel_names=["accel_x"] + CHANNELS[1:], sample_rate=50
@@ -160,3 +158,46 @@ def test_missing_fields_and_bad_options():
         arrays.load(
             x[0], labels=["walking"] * 32, offsets=[0, 40], channel_names=CHANNELS, sample_rate=50
         )
+
+
+def test_names_outside_the_taxonomy_become_new_activities_after_the_taxonomy_ones():
+    x = _windows()
+    labels = ["pendulum", "walking", "squat", "sitting"] * 2
+    data = arrays.load(x, labels=labels, channel_names=CHANNELS, sample_rate=50)
+    # Taxonomy order first, then new names alphabetically: the same in every process, no registry.
+    assert data.activity_names == ["sitting", "walking", "pendulum", "squat"]
+    assert [data.activity_names[i] for i in data.activity] == labels
+    coded = arrays.load(x, labels=np.array([0, 1, 2, 3] * 2), label_names=["pendulum", "walking", "squat", "sitting"],
+                        channel_names=CHANNELS, sample_rate=50)
+    assert coded.activity_names == data.activity_names and coded.activity.tolist() == data.activity.tolist()
+
+
+def test_label_map_maps_your_names_onto_the_taxonomy_from_keywords_and_from_a_file(tmp_path):
+    x = _windows()
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    names = ["jog", "stroll", "pendulum"]
+    mapped = arrays.load(x, labels=labels, label_names=names, label_map={"jog": "running", "stroll": "walking"},
+                         channel_names=CHANNELS, sample_rate=50)
+    assert mapped.activity_names == ["walking", "running", "pendulum"]
+    assert [mapped.activity_names[i] for i in mapped.activity][:3] == ["running", "walking", "pendulum"]
+    path = tmp_path / "mine.npz"
+    np.savez(path, signals=x, labels=labels, label_names=np.array(names), channel_names=np.array(CHANNELS),
+             sample_rate=50.0, label_map=np.array([["jog", "running"], ["stroll", "walking"]]))
+    from_file = load_source("arrays", path=path)
+    assert from_file.activity_names == mapped.activity_names
+    assert from_file.activity.tolist() == mapped.activity.tolist()
+    with pytest.raises(ValueError, match=r"label_map maps \['jogging'\], which name no activity of the data"):
+        arrays.load(x, labels=labels, label_names=names, label_map={"jogging": "running"},
+                    channel_names=CHANNELS, sample_rate=50)
+    with pytest.raises(ValueError, match=r"label_map has shape \(2,\)"):
+        arrays.load(x, labels=labels, label_names=names, label_map=np.array(["jog", "running"]),
+                    channel_names=CHANNELS, sample_rate=50)
+
+
+def test_a_corrupt_file_and_no_data_at_all_are_named(tmp_path):
+    corrupt = tmp_path / "broken.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not really a zip archive")
+    with pytest.raises(ValueError, match="broken.npz is not a readable .npz archive"):
+        load_source("arrays", path=corrupt)
+    with pytest.raises(ValueError, match="--data-path arrays=FILE.npz"):
+        load_source("arrays")

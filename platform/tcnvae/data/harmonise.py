@@ -16,6 +16,7 @@ extrapolate the last sample, so a recording that ends mid-step does not bend the
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import replace
@@ -113,7 +114,8 @@ def _select(
     if missing:
         raise ValueError(
             f"dataset {dataset} has channels {available}, channel set {channel_set!r} needs "
-            f"{', '.join(missing)}"
+            f"{', '.join(missing)}; channel_set accepts a named set ({', '.join(CHANNEL_SETS)}) or a "
+            f"list of channel names the data has, e.g. --set channel_set='{json.dumps(available)}'"
         )
     columns = {name: signal[..., i] for i, name in enumerate(available)}
     if any(c not in available for c in wanted):

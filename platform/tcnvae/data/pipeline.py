@@ -6,6 +6,12 @@ side only and returns a :class:`PreparedData` that makes loaders and a plain-dic
 save with runs and checkpoints (so a checkpoint knows its activity order, domains, channels and
 normalisation).
 
+Pre-windowed data (UCI-HAR, an arrays file of (N, T, C) windows) keeps its own duration: with
+``window_seconds=None`` (the default) the windows of every dataset are cut to the pre-windowed
+data's duration (2.56 s without any pre-windowed dataset), logged. Windows are resampled to
+``sample_rate`` (logged), never cropped unless ``crop_windows=True`` asks for it: a pre-windowed set
+longer than an explicit ``window_seconds`` is otherwise an error that says how much would be lost.
+
 Domain labels index *all* domains of the pooled data (sorted names), not only those in training, so
 a held-out domain (``split="lodo:<name>"``) keeps a valid label and shows up by name in per-domain
 metrics; the model's domain head simply never sees it during training.
@@ -30,12 +36,13 @@ from tcnvae.data.splits import (
     split_by_subject,
     uci_har_official,
 )
-from tcnvae.data.taxonomy import check_activity, label_space
+from tcnvae.data.taxonomy import check_name, label_space
 from tcnvae.data.windows import WindowSet, concat
 
 logger = logging.getLogger(__name__)
 
 SPLIT_FORMS = ("subject", "loso:<subject>", "lodo:<domain>", "uci_har_official")
+DEFAULT_WINDOW_SECONDS = 2.56  # without pre-windowed data and without window_seconds
 
 
 @dataclass
@@ -49,7 +56,8 @@ class DataConfig:
     download: bool = False
     channel_set: str | list[str] = "acc_gyro"
     sample_rate: float = 50.0
-    window_seconds: float = 2.56
+    window_seconds: float | None = None  # None: pre-windowed data's own duration, else DEFAULT_WINDOW_SECONDS
+    crop_windows: bool = False  # centre-crop pre-windowed data longer than window_seconds (else an error)
     step_seconds: float = 1.28
     min_purity: float = 0.8
     domain_by: str = "dataset"
@@ -83,9 +91,10 @@ class DataConfig:
                 f"unknown channel_set {self.channel_set!r}; known: {', '.join(CHANNEL_SETS)}"
             )
         for name in ("sample_rate", "window_seconds", "step_seconds"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.window_length < 2:
+            value = getattr(self, name)
+            if not (value is None and name == "window_seconds") and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        if self.window_seconds is not None and self.window_length < 2:
             raise ValueError(
                 f"window_seconds {self.window_seconds} at {self.sample_rate} Hz is under 2 samples"
             )
@@ -114,11 +123,14 @@ class DataConfig:
             if not self.activities:
                 raise ValueError("activities is an empty list; use None to keep every activity")
             for name in self.activities:
-                check_activity(name)
+                check_name(name)
         return self
 
     @property
     def window_length(self) -> int:
+        """Samples per window (once ``window_seconds`` is known: :func:`prepare` resolves it)."""
+        if self.window_seconds is None:
+            raise ValueError("window_seconds is not resolved yet (None: it comes from the data)")
         return int(round(self.window_seconds * self.sample_rate))
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,7 +158,10 @@ def restrict_activities(ws: WindowSet, names: list[str]) -> WindowSet:
     return replace(kept, activity=remap[kept.activity] if len(kept) else kept.activity, activity_names=target)
 
 
-def _load_dataset(config: DataConfig, name: str) -> WindowSet:
+Loaded = WindowSet | list[Recording]
+
+
+def _load_dataset(config: DataConfig, name: str) -> Loaded:
     loaded = load_source(
         name,
         path=config.paths.get(name),
@@ -154,10 +169,57 @@ def _load_dataset(config: DataConfig, name: str) -> WindowSet:
         download=config.download,
         **config.source_options.get(name, {}),
     )
-    if isinstance(loaded, WindowSet):
-        return window_windowset(loaded, config.sample_rate, config.window_length, config.channel_set)
-    if not loaded or not all(isinstance(r, Recording) for r in loaded):
+    if not isinstance(loaded, WindowSet) and (not loaded or not all(isinstance(r, Recording) for r in loaded)):
         raise ValueError(f"source {name!r} returned no recordings (got {type(loaded).__name__})")
+    return loaded
+
+
+def _duration(windows: WindowSet) -> float:
+    return windows.window_length / windows.sample_rate
+
+
+def resolve_window_seconds(config: DataConfig, loaded: dict[str, Loaded]) -> DataConfig:
+    """``config`` with ``window_seconds`` set by the pre-windowed rule (module docstring)."""
+    durations = {name: _duration(data) for name, data in loaded.items() if isinstance(data, WindowSet)}
+    if config.window_seconds is not None:
+        return config
+    if len({round(d, 6) for d in durations.values()}) > 1:
+        spans = ", ".join(f"{name} {seconds:g} s" for name, seconds in durations.items())
+        raise ValueError(
+            f"pre-windowed datasets differ in duration ({spans}): set window_seconds to one length, "
+            "and crop_windows=true to centre-crop the longer windows to it"
+        )
+    if not durations:
+        return replace(config, window_seconds=DEFAULT_WINDOW_SECONDS)
+    seconds = next(iter(durations.values()))
+    logger.info("window_seconds not set: every window spans %g s, the duration of pre-windowed %s",
+                seconds, ", ".join(durations))
+    return replace(config, window_seconds=seconds)
+
+
+def _harmonise_windows(config: DataConfig, name: str, windows: WindowSet) -> WindowSet:
+    """Pre-windowed data at the common rate and length: resampled (logged), cropped only when asked."""
+    seconds = _duration(windows)
+    if seconds > config.window_seconds + 0.5 / windows.sample_rate:
+        kept = config.window_seconds / seconds
+        if not config.crop_windows:
+            raise ValueError(
+                f"{name}'s windows span {seconds:g} s ({windows.window_length} samples at {windows.sample_rate:g} Hz) "
+                f"but window_seconds is {config.window_seconds:g}: fitting them would crop {1 - kept:.0%} of each "
+                "window. Leave window_seconds unset (null) so windows keep their own duration, or set "
+                "crop_windows=true to centre-crop them"
+            )
+        logger.warning("crop_windows: %s's %g s windows centre-cropped to %g s (%.0f%% of each kept)",
+                       name, seconds, config.window_seconds, 100 * kept)
+    if windows.sample_rate != config.sample_rate:
+        logger.info("%s: pre-windowed at %g Hz, resampled to sample_rate %g Hz (set sample_rate=%g to keep its rate)",
+                    name, windows.sample_rate, config.sample_rate, windows.sample_rate)
+    return window_windowset(windows, config.sample_rate, config.window_length, config.channel_set)
+
+
+def _harmonise(config: DataConfig, name: str, loaded: Loaded) -> WindowSet:
+    if isinstance(loaded, WindowSet):
+        return _harmonise_windows(config, name, loaded)
     return window_recordings(
         loaded,
         config.window_seconds,
@@ -170,8 +232,15 @@ def _load_dataset(config: DataConfig, name: str) -> WindowSet:
 
 def build_windows(config: DataConfig) -> WindowSet:
     """Every configured dataset, harmonised and pooled, restricted to ``config.activities``."""
+    return _build(config)[1]
+
+
+def _build(config: DataConfig) -> tuple[DataConfig, WindowSet]:
+    """The config with ``window_seconds`` resolved, and the pooled windows."""
     config.validate()
-    windows = concat([_load_dataset(config, name) for name in config.datasets])
+    loaded = {name: _load_dataset(config, name) for name in config.datasets}
+    config = resolve_window_seconds(config, loaded)
+    windows = concat([_harmonise(config, name, data) for name, data in loaded.items()])
     counts = windows.class_counts()
     if config.activities is not None:
         empty = [a for a in label_space(config.activities) if counts.get(a, 0) == 0]
@@ -180,12 +249,12 @@ def build_windows(config: DataConfig) -> WindowSet:
                 f"activities {empty} have no windows in datasets {config.datasets} "
                 f"(present: {[a for a, n in counts.items() if n]})"
             )
-        return restrict_activities(windows, config.activities)
+        return config, restrict_activities(windows, config.activities)
     empty = [a for a, n in counts.items() if n == 0]
     if empty:
         logger.info("activities %s have no windows after windowing; left out of the label space", empty)
-        return restrict_activities(windows, [a for a, n in counts.items() if n])
-    return windows
+        return config, restrict_activities(windows, [a for a, n in counts.items() if n])
+    return config, windows
 
 
 def split_windows(windows: WindowSet, config: DataConfig) -> dict[str, np.ndarray]:
@@ -288,8 +357,7 @@ class PreparedData:
 
 def prepare(config: DataConfig | None = None) -> PreparedData:
     """Load, harmonise, split by subject and standardise (statistics from the training side only)."""
-    config = (config or DataConfig()).validate()
-    windows = build_windows(config)
+    config, windows = _build((config or DataConfig()).validate())
     split = split_windows(windows, config)
     if len(split["train"]) == 0:
         raise ValueError(f"split {config.split!r} leaves no training windows")

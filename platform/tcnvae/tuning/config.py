@@ -78,7 +78,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "domain_by": "dataset",
     "channel_set": "acc_gyro",
     "sample_rate": 50.0,
-    "window_seconds": 2.56,
+    "window_seconds": None,  # None: pre-windowed data's own duration, else 2.56 (tcnvae.data.pipeline)
+    "crop_windows": False,  # True: centre-crop pre-windowed data longer than window_seconds
     "step_seconds": 1.28,
     "min_purity": 0.8,
     "sampling": "uniform",  # "uniform", "class_balanced", "domain_balanced"

@@ -14,7 +14,17 @@ Fields (keys of the ``.npz`` file, keys of a dict, or keyword arguments; keyword
     canonical activity names (strings; ``""`` marks an unlabelled sample), or integer codes
     (-1 marks an unlabelled sample) together with ``label_names``. Windows must all be labelled.
 ``label_names``
-    integer code → canonical activity name: a dict, or a sequence whose index is the code.
+    integer code → activity name: a dict, or a sequence whose index is the code.
+
+    Activity names are the taxonomy's (:mod:`tcnvae.data.taxonomy`) or your own: a lower_snake_case
+    name outside the taxonomy (``pendulum``) becomes a new activity, with no code to write, in the
+    driver and in every trial process alike (new names follow the taxonomy's in alphabetical order).
+``label_map`` (optional)
+    your name → the name to use instead, applied to ``labels``/``label_names`` before anything else:
+    a dict (keyword argument, or ``--set source_options='{"arrays": {"label_map": {"jog": "running"}}}'``
+    on a search's command line) or, in a ``.npz`` file, a (K, 2) string array of ``[yours, taxonomy]``
+    rows. Map onto taxonomy names so your data pools with other datasets' activities; every key must
+    name an activity of the data (a typo is an error, not a silent no-op).
 ``channel_names`` (C,)
     canonical names: acc_x/y/z (total acceleration, g), body_acc_x/y/z (gravity removed, g),
     gyro_x/y/z (rad/s). Convert units before loading.
@@ -34,6 +44,7 @@ Fields (keys of the ``.npz`` file, keys of a dict, or keyword arguments; keyword
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from tcnvae.data.recordings import ACC, BODY_ACC, GYRO, UNLABELLED, Recording
-from tcnvae.data.taxonomy import ACTIVITIES, check_activity, label_space
+from tcnvae.data.taxonomy import TAXONOMY, check_name, label_space
 from tcnvae.data.windows import WindowSet
 
 logger = logging.getLogger(__name__)
@@ -65,6 +76,7 @@ FIELDS = (
     "domains",
     "offsets",
     "layout",
+    "label_map",
 )
 _SHOWN = 5
 
@@ -76,8 +88,14 @@ def _fields(path_or_arrays: Any, overrides: dict[str, Any]) -> dict[str, Any]:
         path = Path(path_or_arrays)
         if not path.is_file():
             raise FileNotFoundError(f"arrays file {path} not found (expected a .npz file)")
-        with np.load(path, allow_pickle=False) as archive:
-            fields = {key: archive[key] for key in archive.files}
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                fields = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            raise ValueError(
+                f"arrays file {path} is not a readable .npz archive of plain arrays ({error}); "
+                "write it with numpy.savez (no object arrays) as described in tcnvae.data.sources.arrays"
+            ) from None
     elif isinstance(path_or_arrays, Mapping):
         fields = dict(path_or_arrays)
     elif path_or_arrays is not None:
@@ -86,6 +104,11 @@ def _fields(path_or_arrays: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown fields {unknown}; expected some of {list(FIELDS)}")
     fields.update({key: value for key, value in overrides.items() if value is not None})
+    if "signals" not in fields:
+        raise ValueError(
+            "the arrays source has no data: give it a .npz file (on a search's command line "
+            "--data arrays --data-path arrays=FILE.npz; in Python path=FILE.npz) or signals=... arrays"
+        )
     missing = [
         key for key in ("signals", "labels", "channel_names", "sample_rate") if key not in fields
     ]
@@ -128,31 +151,73 @@ def _check_finite(signal: np.ndarray, what: str) -> None:
         )
 
 
-def _code_names(label_names: Any) -> dict[int, str]:
-    if isinstance(label_names, Mapping):
-        pairs = label_names.items()
+def _label_map(value: Any) -> dict[str, str]:
+    """``label_map`` as a dict: from a dict, or from the (K, 2) ``[yours, taxonomy]`` rows of a file."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        pairs = list(value.items())
     else:
-        pairs = enumerate(np.atleast_1d(np.asarray(label_names)).tolist())
-    return {int(code): check_activity(str(name)) for code, name in pairs}
+        rows = np.asarray(value)
+        if rows.ndim != 2 or rows.shape[1] != 2 or rows.dtype.kind not in "US":
+            raise ValueError(
+                f"label_map has shape {rows.shape} and dtype {rows.dtype}; expected a dict, or "
+                "(K, 2) strings: one [your_name, taxonomy_name] row per mapped activity"
+            )
+        pairs = rows.tolist()
+    mapping = {str(yours): str(theirs) for yours, theirs in pairs}
+    for name in mapping.values():
+        try:
+            check_name(name)
+        except ValueError as error:
+            raise ValueError(f"label_map: {error}") from None
+    return mapping
+
+
+def _mapped_names(names: list[str], label_map: dict[str, str]) -> list[str]:
+    """``names`` through ``label_map``, checked; logs the names that are new to the taxonomy."""
+    stray = sorted(set(label_map) - set(names))
+    if stray:
+        raise ValueError(
+            f"label_map maps {stray}, which name no activity of the data; its activities: {sorted(set(names))}"
+        )
+    mapped = [label_map.get(name, name) for name in names]
+    for name in mapped:
+        try:
+            check_name(name)
+        except ValueError as error:
+            raise ValueError(f"{error}; rename it, or map it onto another name with label_map") from None
+    new = sorted(set(mapped) - set(TAXONOMY))
+    if new:
+        logger.info(
+            "arrays: activities %s are not in the taxonomy and become new activities "
+            "(map them onto taxonomy names with label_map to pool them with other datasets)", new
+        )
+    return mapped
+
+
+def _code_names(label_names: Any, label_map: dict[str, str]) -> dict[int, str]:
+    if isinstance(label_names, Mapping):
+        pairs = list(label_names.items())
+    else:
+        pairs = list(enumerate(np.atleast_1d(np.asarray(label_names)).tolist()))
+    names = _mapped_names([str(name) for _, name in pairs], label_map)
+    return {int(code): name for (code, _), name in zip(pairs, names)}
 
 
 def _activity_indices(
-    labels: np.ndarray, label_names: Any, *, allow_unlabelled: bool
+    labels: np.ndarray, label_names: Any, label_map: dict[str, str], *, allow_unlabelled: bool
 ) -> tuple[np.ndarray, list[str]]:
     """Label indices into the label space of the names involved, and that label space."""
     if labels.dtype.kind in "US":
         present = sorted(set(np.unique(labels).tolist()) - {""})
-        unknown = [n for n in present if n not in ACTIVITIES]
-        if unknown:
-            raise ValueError(
-                f"unknown activity names {unknown}; known activities: {', '.join(ACTIVITIES)}"
-            )
+        mapped = dict(zip(present, _mapped_names(present, label_map)))
         if "" in labels and not allow_unlabelled:
             raise ValueError(
                 f"{int((labels == '').sum())} windows have an empty label; windows must be labelled"
             )
-        names = label_space(present)
-        lookup = {name: i for i, name in enumerate(names)} | {"": UNLABELLED}
+        names = label_space(mapped.values())
+        lookup = {name: names.index(mapped[name]) for name in present} | {"": UNLABELLED}
         return np.array([lookup[v] for v in labels.tolist()], dtype=np.int64), names
     if labels.dtype.kind not in "iu":
         raise ValueError(
@@ -160,7 +225,7 @@ def _activity_indices(
         )
     if label_names is None:
         raise ValueError("integer labels need label_names (code -> canonical activity name)")
-    code_names = _code_names(label_names)
+    code_names = _code_names(label_names, label_map)
     codes = set(np.unique(labels).tolist()) - ({UNLABELLED} if allow_unlabelled else set())
     unknown = sorted(codes - set(code_names))
     if unknown:
@@ -222,7 +287,9 @@ def _windows(
         raise ValueError(
             f"labels have shape {labels.shape}, expected ({len(signals)},) for signals {signals.shape}"
         )
-    activity, names = _activity_indices(labels, fields.get("label_names"), allow_unlabelled=False)
+    activity, names = _activity_indices(
+        labels, fields.get("label_names"), _label_map(fields.get("label_map")), allow_unlabelled=False
+    )
     datasets, subjects, attributes = _identities(fields, len(signals), "window")
     return WindowSet(
         signals=signals,
@@ -299,7 +366,7 @@ def _recordings(fields: dict[str, Any], channels: list[str], rate: float) -> lis
         checked.append((signal, label))
     all_labels = np.concatenate([label for _, label in checked])
     activity, names = _activity_indices(
-        all_labels, fields.get("label_names"), allow_unlabelled=True
+        all_labels, fields.get("label_names"), _label_map(fields.get("label_map")), allow_unlabelled=True
     )
     datasets, subjects, attributes = _identities(fields, len(checked), "recording")
     bounds = np.cumsum([0] + [len(label) for _, label in checked])
@@ -339,6 +406,7 @@ def load(
     domains: Sequence[str] | None = None,
     offsets: Sequence[int] | None = None,
     layout: str | None = None,
+    label_map: Mapping[str, str] | None = None,
 ) -> WindowSet | list[Recording]:
     """Your data as windows (from (N, T, C) signals) or recordings (anything continuous).
 
@@ -362,6 +430,7 @@ def load(
             "domains": domains,
             "offsets": offsets,
             "layout": layout,
+            "label_map": label_map,
         },
     )
     fields["layout"] = str(np.asarray(fields.get("layout", "channels_last")))
