@@ -4,7 +4,9 @@ A population of trials trains side by side. Every --perturbation-interval epochs
 copies the checkpoint of the top quarter (exploit: the copy continues from the donor's epoch, not from
 zero) and moves the copied hyperparameters (explore: PBT by ×0.8/×1.2 or a fresh draw, PB2 with a
 Gaussian-process bandit), clamped to the ranges below. Moved: β, λ_act, λ_dom and the parameters of
-the chosen β schedule — so the population discovers *how β should change over training*.
+the chosen β schedule — so the population discovers *how β should change over training*. A key
+given by --set or --config is fixed and not moved. An interval at or beyond --max-epochs would
+never perturb: it is lowered to half the run (said at the start).
 
 At the end the winner's schedule — the hyperparameters it trained with at each epoch, across every
 exploit — is written to <experiment>/replay.json, and `--replay FILE` trains one plain run (no Ray)
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import sys
 from pathlib import Path
 
 import torch
@@ -28,8 +29,8 @@ from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2
 
 from tcnvae.checkpoints import load_checkpoint
-from tcnvae.tuning import cli, spaces
-from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
+from tcnvae.tuning import cli, schedulers, spaces
+from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES, validate_config
 from tcnvae.tuning.loop import CHECKPOINT_FILE, run_trial
 from tcnvae.tuning.replay import load_replay, write_replay
 from tcnvae.tuning.results import summarise_search
@@ -92,14 +93,16 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
 
     # Everything is checked before Ray starts.
     # A multi-worker trial reports once per Ray Train fit: one fit per perturbation interval.
-    config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule,
-                                    "epochs_per_fit": args.perturbation_interval})
-    bounds = {**spaces.loss_weight_bounds(), **SCHEDULE_BOUNDS[args.beta_schedule]}
-    cli.validate_space(config, bounds)
     if not 0 < args.quantile_fraction <= 0.5:
         raise ValueError(f"--quantile-fraction {args.quantile_fraction}: expected a fraction in (0, 0.5]")
-    if args.perturbation_interval < 1:
-        raise ValueError(f"--perturbation-interval {args.perturbation_interval}: expected an integer >= 1")
+    config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule,
+                                    "epochs_per_fit": args.perturbation_interval})
+    interval = schedulers.perturbation_interval(args.perturbation_interval, config["max_epochs"])
+    if config["epochs_per_fit"] == args.perturbation_interval:  # not set apart by --set/--config
+        config = validate_config({**config, "epochs_per_fit": interval})
+    config, data = cli.prepare_data(config)
+    bounds = cli.search_space(args, config, {**spaces.loss_weight_bounds(), **SCHEDULE_BOUNDS[args.beta_schedule]},
+                              len(data.train))
     experiment = cli.experiment_path(args, "beta_annealing")
     cli.start_ray(args, config)
 
@@ -111,11 +114,11 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
     else:
         if args.scheduler == "pb2":
             scheduler = PB2(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
-                            perturbation_interval=args.perturbation_interval, hyperparam_bounds=bounds,
+                            perturbation_interval=interval, hyperparam_bounds=bounds,
                             quantile_fraction=args.quantile_fraction, custom_explore_fn=explore, synch=args.synch)
         else:
             scheduler = PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
-                                                perturbation_interval=args.perturbation_interval,
+                                                perturbation_interval=interval,
                                                 hyperparam_mutations=space, quantile_fraction=args.quantile_fraction,
                                                 custom_explore_fn=explore, synch=args.synch)
         tuner = cli.new_tuner(
@@ -141,4 +144,4 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run_command(main)

@@ -19,7 +19,9 @@ so two policies' parameters of the same name stay apart; feed a trial's settings
 ASHA compares trials at equal epochs, and a curriculum often trails the baseline until its last stage
 (one domain, or no KL term, is not the final objective yet). So trials are not stopped before
 --grace-period epochs (default 4: the shipped policies' default schedules are in their last or
-next-to-last stage by then); raise it with policies that switch later.
+next-to-last stage by then); raise it with policies that switch later. With --max-epochs at or below
+the grace period every trial runs to the end (said at the start). Loss weights given by --set or
+--config are fixed and not searched.
 
 At the end: the best config and its metrics are printed (a curriculum parameter of a policy the best
 trial did not draw shows as None), and leaderboard.csv, best_config.json and the Optuna study
@@ -30,16 +32,14 @@ compares the trials (each trial's curriculum/* curves and a text entry at every 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from tcnvae.curriculum import check_curriculum_spec
-from tcnvae.tuning import cli, spaces
+from tcnvae.tuning import cli, schedulers, spaces
 from tcnvae.tuning.config import CURRICULUM_PREFIX, DEFAULT_CONFIG, OBJECTIVE_MODE, OBJECTIVES, validate_config
 from tcnvae.tuning.curriculum_space import CurriculumSpace, policy_space
 from tcnvae.tuning.results import summarise_search
@@ -75,8 +75,6 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     if config["curriculum"] != DEFAULT_CONFIG["curriculum"] or any(key.startswith(CURRICULUM_PREFIX) for key in config):
         raise ValueError("this search chooses each trial's curriculum and its parameters: name the curricula with "
                          "--curricula/--curriculum rather than --set curriculum...")
-    if args.grace_period < 1:
-        raise ValueError(f"--grace-period {args.grace_period}: expected an integer >= 1")
     specs = list(dict.fromkeys(check_curriculum_spec(spec.strip())
                                for spec in [*args.curricula.split(","), *args.curriculum] if spec.strip()))
     fixed = {}
@@ -89,10 +87,12 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
                  for spec in pretrained}
     for spec in specs:
         cli.validate_space(validate_config({**config, "curriculum": spec, **fixed.get(spec, {})}), policy_space(spec))
-    loss_space = spaces.loss_weight_space()
-    cli.validate_space(config, loss_space)
+    config, data = cli.prepare_data(config)
+    loss_space = cli.search_space(args, config, spaces.loss_weight_space(), len(data.train),
+                                  also_searched=[f"curriculum (one of {', '.join(specs)}) and its parameters"])
     space = CurriculumSpace.from_tune(loss_space, specs, fixed)
     metric = OBJECTIVES[config["objective"]]
+    scheduler = schedulers.asha(metric, config["max_epochs"], args.grace_period, args.reduction_factor)
     experiment = cli.experiment_path(args, "curriculum")
     cli.start_ray(args, config)
 
@@ -104,9 +104,6 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
                                 sampler=optuna.samplers.TPESampler(seed=config["seed"]),
                                 storage=optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}"),
                                 study_name=experiment.name)
-        scheduler = ASHAScheduler(metric=metric, mode=OBJECTIVE_MODE, time_attr="training_iteration",
-                                  max_t=config["max_epochs"], grace_period=args.grace_period,
-                                  reduction_factor=args.reduction_factor)
         tuner = cli.new_tuner(
             args, experiment, config, param_space=dict(config), search_alg=searcher, scheduler=scheduler,
             num_samples=args.num_samples or NUM_SAMPLES,
@@ -120,4 +117,4 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run_command(main)

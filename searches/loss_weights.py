@@ -1,7 +1,9 @@
 """Search the TCN-VAE's loss weights and optimiser settings: Optuna (TPE) proposes, ASHA stops early.
 
 Searched, over the ranges of the original documentation (tcnvae/tuning/spaces.py): lr (1e-4–1e-3, log),
-β (0.1–1.0), λ_act (1–5), λ_dom (0.01–0.1, log), batch size (32/64/128), dropout (0.1–0.5).
+β (0.1–1.0), λ_act (1–5), λ_dom (0.01–0.1, log), batch size (32/64/128, capped so that every epoch has
+at least 8 optimiser steps on the data), dropout (0.1–0.5). A key given by --set or --config is fixed
+and not searched.
 
     python searches/loss_weights.py                        # synthetic data: 12 trials, minutes on a CPU
     python searches/loss_weights.py --metric worst_domain_accuracy
@@ -18,14 +20,13 @@ command that compares the trials.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from tcnvae.tuning import cli, spaces
+from tcnvae.tuning import cli, schedulers, spaces
 from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
 from tcnvae.tuning.optuna_search import ResumableOptunaSearch
 from tcnvae.tuning.results import summarise_search
@@ -42,10 +43,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="optuna: TPE, learns from finished trials; random: independent draws; "
                              "grid: each range's two ends, all 64 combinations (default: optuna)")
     parser.add_argument("--scheduler", choices=["asha", "fifo"], default="asha",
-                        help="asha: stops trials that trail the others at 1, 2, 4, ... epochs; fifo: runs every "
-                             "trial to the end (default: asha)")
-    parser.add_argument("--grace-period", type=int, default=1,
-                        help="ASHA: epochs before a trial may be stopped (default: 1)")
+                        help="asha: stops trials that trail the others at the grace period and its multiples "
+                             "by the reduction factor; fifo: runs every trial to the end (default: asha)")
+    parser.add_argument("--grace-period", type=int, default=None,
+                        help="ASHA: epochs before a trial may be stopped (default: a quarter of --max-epochs, "
+                             "at least 1; one at or above --max-epochs runs every trial to the end)")
     parser.add_argument("--reduction-factor", type=float, default=2,
                         help="ASHA: 1/reduction-factor of the trials at each rung go on (default: 2)")
     parser.add_argument("--objectives", default=None, metavar="A,B",
@@ -78,8 +80,11 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     if "target_accuracy" in objectives and not config["target_domain"]:
         raise ValueError("--objectives target_accuracy needs --target-domain (the held-out domain it measures)")
     metrics = [OBJECTIVES[name] for name in objectives or [config["objective"]]]
+    config, data = cli.prepare_data(config)
     space = spaces.loss_weight_grid((low, high)) if args.search == "grid" else spaces.loss_weight_space((low, high))
-    cli.validate_space(config, space)
+    space = cli.search_space(args, config, space, len(data.train))
+    scheduler = (schedulers.asha(metrics[0], config["max_epochs"], args.grace_period, args.reduction_factor)
+                 if args.scheduler == "asha" else FIFOScheduler())
     experiment = cli.experiment_path(args, "loss_weights")
     cli.start_ray(args, config)
 
@@ -99,12 +104,6 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
                                              study_name=experiment.name)
         else:
             searcher = BasicVariantGenerator(random_state=config["seed"])
-        if args.scheduler == "asha":
-            scheduler = ASHAScheduler(metric=metrics[0], mode=OBJECTIVE_MODE, time_attr="training_iteration",
-                                      max_t=config["max_epochs"], grace_period=args.grace_period,
-                                      reduction_factor=args.reduction_factor)
-        else:
-            scheduler = FIFOScheduler()
         tuner = cli.new_tuner(
             args, experiment, config, param_space={**config, **space}, search_alg=searcher, scheduler=scheduler,
             num_samples=args.num_samples or (1 if args.search == "grid" else NUM_SAMPLES),
@@ -118,4 +117,4 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run_command(main)

@@ -19,7 +19,6 @@ axis, and the tag lr_range/lr gives each step's rate — and to lr_range.csv.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,9 +26,7 @@ import numpy as np
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from tcnvae.data.pipeline import prepare
 from tcnvae.tuning import cli
-from tcnvae.tuning.config import data_config
 from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
 from tcnvae.tuning.results import write_csv
 
@@ -82,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     experiment = cli.experiment_path(args, "lr_range")
 
     seed_everything(config["seed"])
-    data = prepare(data_config(config))
+    config, data = cli.prepare_data(config)
     device = torch.device("cuda" if config["use_gpu"] else "cpu")
     trainer = build_trainer(config, build_model(config, data), device)
     loader = data.train_loader()
@@ -129,4 +126,4 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run_command(main)

@@ -23,7 +23,6 @@ and, beside it, a JSON summary: data, settings, and the loss of every epoch.
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,9 @@ from typing import Any
 import torch
 
 from tcnvae.checkpoints import write_json
-from tcnvae.data.pipeline import prepare
 from tcnvae.data.windows import concat
 from tcnvae.trainer import TrainingHealthWarning
 from tcnvae.tuning import cli
-from tcnvae.tuning.config import data_config
 from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
 
 # β: the KL is summed over latent dimensions while reconstruction is a mean over elements, so at the
@@ -64,7 +61,7 @@ def main(argv: list[str] | None = None) -> Path:
         raise ValueError(f"--output {output}: the summary goes to a .json beside the encoder; name a .pt file")
 
     seed_everything(config["seed"])
-    data = prepare(data_config(config))
+    config, data = cli.prepare_data(config)
     device = torch.device("cuda" if config["use_gpu"] else "cpu")
     model = build_model(config, data)
     trainer = build_trainer(config, model, device)
@@ -94,4 +91,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run_command(main)

@@ -7,7 +7,17 @@ of a cluster start-up and a crashed trial. A search recipe adds its own flags to
 :func:`experiment_path`, :func:`start_ray` and :func:`new_tuner` (or :func:`restore_tuner`).
 
 Precedence of settings, lowest first: ``DEFAULT_CONFIG`` → the recipe's own defaults → ``--config
-FILE`` → the named flags → ``--set KEY=VALUE``.
+FILE`` → the named flags → ``--set KEY=VALUE``. A key given by ``--config`` or ``--set`` is fixed: it
+leaves the search space (:func:`search_space`).
+
+The data is prepared once in the driver (:func:`prepare_data`) before Ray starts, exactly as every
+trial will prepare it, so a missing, corrupt or mis-shaped file, a channel set the data lacks or an
+unknown split subject is one message, not an error in every trial. Tune has no way to mark an error
+as not worth retrying (``FailureConfig`` retries any trial error up to ``--max-failures``), so this
+check is what keeps ``--max-failures`` from retrying errors that would recur.
+
+Scripts end with ``cli.run_command(main)``: a user error is ``error: <message>`` on stderr and exit
+status 2, as argparse does; ``--debug`` (or ``TCNVAE_DEBUG=1``) shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -16,8 +26,9 @@ import argparse
 import json
 import os
 import re
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +37,18 @@ from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
 
 from tcnvae.checkpoints import read_json_object
-from tcnvae.tuning.config import OBJECTIVES, check_resources, validate_config
+from tcnvae.data.pipeline import PreparedData, prepare
+from tcnvae.tuning import spaces
+from tcnvae.tuning.config import OBJECTIVES, check_resources, data_config, validate_config
 from tcnvae.tuning.tensorboard import tune_logger_callbacks
 from tcnvae.tuning.trainable import make_trainable
 
+
+DEBUG_ENV = "TCNVAE_DEBUG"
+"""Set to 1 for the traceback of a user error (as ``--debug`` does)."""
+
+USER_ERRORS = (ValueError, FileNotFoundError)
+"""What bad flags, settings and data raise; :func:`run_command` prints these as one ``error:`` line."""
 
 STORAGE_ENV = "TCNVAE_STORAGE"
 """Environment variable naming the default ``--storage-path``: cluster.yaml sets it on every node."""
@@ -106,7 +125,23 @@ def run_parser(description: str) -> argparse.ArgumentParser:
                              "without it a local folder is refused on a multi-node cluster")
     output.add_argument("--name", default=None,
                         help="experiment folder name (default: the recipe name and the start time)")
+    output.add_argument("--debug", action="store_true",
+                        help=f"show the traceback of an error instead of one 'error:' line (or set {DEBUG_ENV}=1)")
     return parser
+
+
+def run_command(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> None:
+    """Run a script's ``main(argv)``; a user error (:data:`USER_ERRORS`) becomes ``error: <message>`` on
+    stderr and exit status 2, as argparse does, unless ``--debug`` or ``TCNVAE_DEBUG=1`` asks for the
+    traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        main(argv)
+    except USER_ERRORS as error:
+        if "--debug" in argv or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def search_parser(description: str) -> argparse.ArgumentParser:
@@ -177,8 +212,7 @@ def base_config(args: argparse.Namespace, recipe_defaults: Mapping[str, Any]) ->
         if flags.get(flag) is not None and flags[flag] < lowest:
             raise ValueError(f"--{flag.replace('_', '-')} {flags[flag]}: expected an integer >= {lowest}")
     config: dict[str, Any] = dict(recipe_defaults)
-    if args.config is not None:
-        config.update(read_json_object(args.config, "--config"))
+    config.update(_config_file(args))
     config.update({key: flags[flag] for flag, key in _FLAG_SETTINGS.items() if flags.get(flag) is not None})
     if args.data_path:
         config["data_paths"] = parse_assignments(args.data_path, "--data-path")
@@ -186,6 +220,37 @@ def base_config(args: argparse.Namespace, recipe_defaults: Mapping[str, Any]) ->
         config["use_gpu"] = args.gpus_per_trial > 0
     config.update(parse_assignments(args.overrides, "--set"))
     return validate_config(config)
+
+
+def _config_file(args: argparse.Namespace) -> dict[str, Any]:
+    return read_json_object(args.config, "--config") if args.config is not None else {}
+
+
+def fixed_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user gave by ``--config`` and ``--set``: fixed, never searched."""
+    return {**_config_file(args), **parse_assignments(args.overrides, "--set")}
+
+
+def prepare_data(config: Mapping[str, Any]) -> tuple[dict[str, Any], PreparedData]:
+    """Prepare the data once, as every trial will, before Ray starts; the config with what the data
+    decided recorded in it.
+
+    Every data problem (a missing, corrupt, mis-shaped or NaN file, a forgotten ``--data-path``, a
+    channel set the data lacks, an unknown split subject or target domain) is raised here, in seconds.
+    Recorded: ``activities`` (the head's order, new activity names included) and ``window_seconds``
+    (pre-windowed data's own duration), so ``best_config.json`` rebuilds the same model on the same
+    windows.
+    """
+    data = prepare(data_config(config))
+    recorded = dict(config)
+    if recorded["activities"] is None:
+        recorded["activities"] = data.activity_names
+    recorded["window_seconds"] = data.config.window_seconds
+    splits = ", ".join(f"{len(windows)} {side}" for side, windows in
+                       (("train", data.train), ("val", data.val), ("test", data.test)))
+    print(f"Data: {', '.join(config['datasets'])}: {splits} windows of {data.config.window_seconds:g} s at "
+          f"{data.train.sample_rate:g} Hz; {data.num_activities} activities: {', '.join(data.activity_names)}")
+    return validate_config(recorded), data
 
 
 def validate_space(config: Mapping[str, Any], space: Mapping[str, Any]) -> None:
@@ -211,6 +276,34 @@ def validate_space(config: Mapping[str, Any], space: Mapping[str, Any]) -> None:
                 validate_config({**config, key: value})
             except ValueError as error:
                 raise ValueError(f"search space {key}={value!r} is not a valid setting: {error}") from None
+
+
+def search_space(args: argparse.Namespace, config: Mapping[str, Any], space: Mapping[str, Any],
+                 train_windows: int, *, also_searched: Sequence[str] = ()) -> dict[str, Any]:
+    """The recipe's ``space`` fitted to this search: keys fixed by ``--config``/``--set`` left out, batch
+    sizes capped by the training set's size (:func:`~tcnvae.tuning.spaces.fit_batch_sizes`), every end
+    validated (:func:`validate_space`); prints what is searched and what is fixed.
+
+    ``also_searched`` names what the recipe searches besides ``space`` (for the printout). A space
+    left empty is an error unless the recipe searches something else.
+    """
+    fixed = {key: config[key] for key in fixed_settings(args) if key in space}
+    fitted, note = spaces.fit_batch_sizes({key: domain for key, domain in space.items() if key not in fixed},
+                                          train_windows)
+    if not fitted and not also_searched:
+        raise ValueError(f"--config/--set fix every key this search varies ({', '.join(space)}): nothing is left "
+                         "to search; leave some out, or train the config in one plain run")
+    validate_space(config, fitted)
+    if note:
+        print(note)
+    limit = spaces.largest_batch_size(train_windows)
+    if "batch_size" not in fitted and config["batch_size"] > limit:
+        print(f"Warning: batch_size {config['batch_size']} gives fewer than {spaces.MIN_STEPS_PER_EPOCH} optimiser "
+              f"steps an epoch on {train_windows} training windows; consider --set batch_size={limit}")
+    print(f"Searching: {', '.join([*fitted, *also_searched])}")
+    if fixed:
+        print("Fixed by --config/--set: " + ", ".join(f"{key}={value!r}" for key, value in fixed.items()))
+    return fitted
 
 
 def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
