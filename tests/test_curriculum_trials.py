@@ -197,7 +197,7 @@ def test_the_curriculum_search_chooses_policies_and_their_parameters(ray_cluster
     recipe("curriculum").main([
         "--storage-path", str(tmp_path), "--name", "curricula", "--num-samples", "3", "--max-epochs", "2",
         "--grace-period", "2", "--max-concurrent", "1", "--curricula", "none,single_to_cross,objective_ramp",
-        "--seed", "5", *TINY_FLAGS])  # seed 5: TPE's first (random) draws pick each policy once
+        "--seed", "2", *TINY_FLAGS])  # seed 2: TPE's first (random) draws pick each policy once
     experiment = tmp_path / "curricula"
     with open(experiment / "leaderboard.csv", newline="") as stream:
         board = list(csv.DictReader(stream))
