@@ -19,9 +19,9 @@ from ray.tune.search.sample import Categorical
 from tcnvae.data import load_source
 from tcnvae.tuning import cli, schedulers, spaces, validate_config
 
+from test_searches import TINY, TINY_MODEL, recipe
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_searches import TINY, TINY_MODEL, recipe  # noqa: E402  (the recipes' tiny settings, one place)
 
 NEW_NAMES = {"walking": "pendulum", "sitting": "plank", "running": "squat"}  # none is in the taxonomy
 
