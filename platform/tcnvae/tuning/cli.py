@@ -1,10 +1,12 @@
-"""The command line every search shares: flags → one validated base config → Ray.
+"""The command line every search shares: flags → one validated base config → checked data → Ray.
 
-Order matters and is the point of this module: the config is built and validated (and the trial
-resources checked) before Ray starts, so a typo or an impossible value costs a one-line error instead
-of a cluster start-up and a crashed trial. A search recipe adds its own flags to
-:func:`search_parser` (a plain run to :func:`run_parser`), then calls :func:`base_config`,
-:func:`experiment_path`, :func:`start_ray` and :func:`new_tuner` (or :func:`restore_tuner`).
+Order matters and is the point of this module: the config is built and validated, the data prepared
+(and the trial resources checked) before Ray starts, so a typo, an impossible value or a bad data
+file costs a one-line error instead of a cluster start-up and a crashed trial. A search recipe adds
+its own flags to :func:`search_parser` (a plain run to :func:`run_parser`), then calls
+:func:`base_config`, :func:`prepare_data`, :func:`search_space` (and a scheduler from
+:mod:`tcnvae.tuning.schedulers`), :func:`experiment_path`, :func:`start_ray` and :func:`new_tuner`
+(or :func:`restore_tuner`).
 
 Precedence of settings, lowest first: ``DEFAULT_CONFIG`` → the recipe's own defaults → ``--config
 FILE`` → the named flags → ``--set KEY=VALUE``. A key given by ``--config`` or ``--set`` is fixed: it
