@@ -27,6 +27,7 @@ from ray.tune.search.sample import Categorical, Float, Integer
 
 from tcnvae.checkpoints import read_json_object
 from tcnvae.tuning.config import OBJECTIVES, check_resources, validate_config
+from tcnvae.tuning.results import trial_settings
 from tcnvae.tuning.tensorboard import tune_logger_callbacks
 from tcnvae.tuning.trainable import make_trainable
 
@@ -178,7 +179,7 @@ def base_config(args: argparse.Namespace, recipe_defaults: Mapping[str, Any]) ->
             raise ValueError(f"--{flag.replace('_', '-')} {flags[flag]}: expected an integer >= {lowest}")
     config: dict[str, Any] = dict(recipe_defaults)
     if args.config is not None:
-        config.update(read_json_object(args.config, "--config"))
+        config.update(trial_settings(read_json_object(args.config, "--config")))  # a best_config.json's test record is no setting
     config.update({key: flags[flag] for flag, key in _FLAG_SETTINGS.items() if flags.get(flag) is not None})
     if args.data_path:
         config["data_paths"] = parse_assignments(args.data_path, "--data-path")
