@@ -42,7 +42,7 @@ from tcnvae.model import TCNVAE
 from tcnvae.tuning.config import data_config, validate_config
 from tcnvae.tuning.loop import build_curriculum, build_model, build_trainer, seed_everything
 from tcnvae.tuning.results import TEST_RECORD_KEY, trial_settings
-from tcnvae.tuning.scoring import test_windows
+from tcnvae.tuning.scoring import scored_test_windows
 from tcnvae.tuning.tensorboard import confusion_image
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def write_final_model(output: str | Path, model: TCNVAE, data: PreparedData, cho
     output = Path(output)
     config = {**choice.config, "val_fraction": 0.0}
     model = model.cpu().eval()
-    test = test_windows(data, config)
+    test = scored_test_windows(data, config)
     metrics = score(model, test, config["domain_by"], data.domain_names) if len(test) else None
     inference = InferenceModel(model, data.standardiser)
     check_on = physical(test if len(test) else data.train, data)

@@ -29,7 +29,7 @@ from typing import Any
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from tcnvae.checkpoints import atomic_write, write_json
-from tcnvae.tuning.scoring import TestScore, near_chance_warning, score_best_trial
+from tcnvae.tuning.scoring import HeldOutScore, near_chance_warning, score_best_trial
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def trial_settings(best_config: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in best_config.items() if key != TEST_RECORD_KEY}
 
 
-def test_column(metric: str) -> str:
+def leaderboard_test_column(metric: str) -> str:
     return f"test/{metric} (never used for choosing)"
 
 
@@ -170,7 +170,7 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     if test is not None:
         for row in [*rows, *candidates]:
             if row["trial"] == best["trial"]:
-                row.update({test_column(name): test.metrics[name] for name in TEST_METRICS})
+                row.update({leaderboard_test_column(name): test.metrics[name] for name in TEST_METRICS})
         write_csv(rows, experiment / "leaderboard.csv")
         record = {TEST_RECORD_KEY: test.record()}
     write_json({**best["result"].config, **record}, experiment / "best_config.json")
@@ -200,7 +200,7 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     return best
 
 
-def _score_test(best: Mapping[str, Any], metric: str) -> TestScore | None:
+def _score_test(best: Mapping[str, Any], metric: str) -> HeldOutScore | None:
     """The best trial's test score, or None (said under the test heading) when it cannot be had: no
     checkpoint kept, no test windows, or data the driver cannot read (e.g. only the workers can)."""
     try:
@@ -211,7 +211,7 @@ def _score_test(best: Mapping[str, Any], metric: str) -> TestScore | None:
         return None
 
 
-def _print_test(test: TestScore) -> None:
+def _print_test(test: HeldOutScore) -> None:
     metrics = test.metrics
     print(f"\nTest split (scored once, after selection; never used for choosing): split {test.split!r}, "
           f"{len(test.subjects)} subjects, {metrics['windows']} windows")

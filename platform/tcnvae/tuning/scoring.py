@@ -40,7 +40,7 @@ ONE_CLASS_SHARE = 0.8
 
 
 @dataclass
-class TestScore:
+class HeldOutScore:
     """The test-split metrics of one checkpoint, and what they were measured on."""
 
     metrics: dict[str, Any]  # tcnvae.evaluate.score's output
@@ -57,7 +57,7 @@ class TestScore:
                 "selected_on": self.selection, **self.metrics}
 
 
-def test_windows(data: PreparedData, config: Mapping[str, Any]) -> WindowSet:
+def scored_test_windows(data: PreparedData, config: Mapping[str, Any]) -> WindowSet:
     """The test side of ``data``, less the target domain's labelled slice when selection used one."""
     if not config["target_domain"]:
         return data.test
@@ -95,7 +95,7 @@ def load_trial_model(directory: str | Path) -> tuple[torch.nn.Module, PreparedDa
     return model, data, config
 
 
-def score_best_trial(result: Any, metric: str) -> TestScore:
+def score_best_trial(result: Any, metric: str) -> HeldOutScore:
     """Score the best-on-``metric`` checkpoint of the trial behind Tune ``Result`` on its test split."""
     chosen = best_checkpoint(result, metric)
     if chosen is None:
@@ -103,10 +103,10 @@ def score_best_trial(result: Any, metric: str) -> TestScore:
     checkpoint, reported = chosen
     with checkpoint.as_directory() as directory:
         model, data, config = load_trial_model(directory)
-    windows = test_windows(data, config)
+    windows = scored_test_windows(data, config)
     selection = {key: float(value) for key, value in reported.items()
                  if key.startswith("val/") and isinstance(value, (int, float))}
-    return TestScore(metrics=score(model, windows, config["domain_by"], data.domain_names),
+    return HeldOutScore(metrics=score(model, windows, config["domain_by"], data.domain_names),
                      epoch=int(reported["training_iteration"]), selection=selection, split=data.config.split,
                      subjects=sorted(set(windows.subject.tolist())), data=data)
 
