@@ -149,18 +149,15 @@ def check_units(channel_names: Sequence[str], signal: np.ndarray, where: str) ->
         if ACC_MS2_MEDIAN[0] < median < ACC_MS2_MEDIAN[1]:
             raise ValueError(f"{where}: acc_x/y/z look like m/s² (median magnitude {median:.2f}, gravity is 9.81 m/s²); "
                              f"the model expects g: divide them by {STANDARD_GRAVITY}")
-    present = [name for name in BODY_ACC if name in column]
-    if present:
+    for names, limit, wrong, fix in (
+            (BODY_ACC, BODY_ACC_MS2_P99, "m/s², not g", f"divide them by {STANDARD_GRAVITY}"),
+            (GYRO, GYRO_DEGREES_P99, "deg/s, not rad/s", f"multiply them by pi/180 = {np.pi / 180:.6f}")):
+        present = [name for name in names if name in column]
+        if not present:
+            continue
         p99 = float(np.percentile(np.abs(np.concatenate([column[name] for name in present])), 99))
-        if p99 > BODY_ACC_MS2_P99:
-            raise ValueError(f"{where}: {', '.join(present)} reach {p99:.1f} (99th percentile), which is m/s², not g; "
-                             f"divide them by {STANDARD_GRAVITY}")
-    present = [name for name in GYRO if name in column]
-    if present:
-        p99 = float(np.percentile(np.abs(np.concatenate([column[name] for name in present])), 99))
-        if p99 > GYRO_DEGREES_P99:
-            raise ValueError(f"{where}: {', '.join(present)} reach {p99:.1f} (99th percentile), which is deg/s, not "
-                             f"rad/s; multiply them by pi/180 = {np.pi / 180:.6f}")
+        if p99 > limit:
+            raise ValueError(f"{where}: {', '.join(present)} reach {p99:.1f} (99th percentile), which is {wrong}; {fix}")
 
 
 class Predictor:
