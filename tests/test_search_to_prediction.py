@@ -22,7 +22,8 @@ from tcnvae.data.pipeline import DataConfig, prepare
 from tcnvae.data.recordings import Recording
 from tcnvae.evaluate import activity_probabilities, score
 from tcnvae.predict import Predictor, main as predict_main
-from tcnvae.tuning import CHECKPOINT_FILE, cli, validate_config
+from tcnvae.tuning import CHECKPOINT_FILE, cli, data_config, validate_config
+from tcnvae.tuning.loop import target_slice_subjects
 from tcnvae.tuning.results import TEST_RECORD_KEY, leaderboard_test_column, trial_settings
 from tcnvae.tuning.scoring import load_trial_model, near_chance_warning, scored_test_windows
 from test_searches import TINY, read_csv, recipe
@@ -118,6 +119,16 @@ def test_near_chance_warning_names_the_likely_causes():
     assert "stopped early" in warning and "--grace-period" in warning
     assert f"answers {data.activity_names[2]!r} for 100%" in warning
     assert near_chance_warning(0.9, data, config, epochs=10, stopped_early=False) is None
+
+
+def test_with_a_target_domain_the_test_leaves_out_the_slice_selection_was_made_on():
+    config = validate_config({"target_domain": "synthetic_b", "target_labelled_fraction": 0.5,
+                              "source_options": {"synthetic": SYNTHETIC}})
+    data = prepare(data_config(config))
+    labelled = set(target_slice_subjects(data, 0.5, config["seed"]))
+    tested = set(scored_test_windows(data, config).subject.tolist())
+    assert labelled and tested and not labelled & tested
+    assert labelled | tested == set(data.test.subject.tolist())
 
 
 # -- the final model ----------------------------------------------------------------------------------
