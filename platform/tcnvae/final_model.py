@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +43,6 @@ from tcnvae.tuning.loop import build_curriculum, build_model, build_trainer, see
 from tcnvae.tuning.results import TEST_RECORD_KEY, trial_settings
 from tcnvae.tuning.scoring import scored_test_windows
 from tcnvae.tuning.tensorboard import confusion_image
-
-logger = logging.getLogger(__name__)
 
 FORMAT = "tcnvae-final-model/1"
 WEIGHTS_FILE = "weights.pt"

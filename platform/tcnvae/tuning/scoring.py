@@ -12,7 +12,6 @@ out of the test windows, so the test is on target people the search never looked
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,8 +27,6 @@ from tcnvae.data.windows import WindowSet
 from tcnvae.evaluate import score
 from tcnvae.tuning.config import data_config, validate_config
 from tcnvae.tuning.loop import CHECKPOINT_FILE, build_model, target_slice_subjects
-
-logger = logging.getLogger(__name__)
 
 NEAR_CHANCE_MARGIN = 0.1
 """Validation accuracy within this many points of the majority-class rate counts as near chance."""
