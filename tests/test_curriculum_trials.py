@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import CHECKPOINT_FILE, load_replay, make_trainable, run_trial, spaces, validate_config, write_replay
 from tcnvae.tuning.curriculum_space import CurriculumSpace
+from tcnvae.tuning.results import trial_settings
 from test_searches import TINY as TINY_FLAGS
 from test_searches import recipe
 from test_tuning_trainable import TINY, Recorder, run, tune_run
@@ -216,5 +217,5 @@ def test_the_curriculum_search_chooses_policies_and_their_parameters(ray_cluster
             assert not drawn and "curriculum/stage" not in reported
         else:
             assert drawn and "curriculum/stage" in reported, "a policy's parameters are searched with it"
-    best = json.loads((experiment / "best_config.json").read_text())
+    best = trial_settings(json.loads((experiment / "best_config.json").read_text()))
     assert validate_config(best) == best

@@ -23,7 +23,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import CHECKPOINT_FILE, cli, spaces, validate_config
-from tcnvae.tuning.results import pareto_front, rank, write_csv
+from tcnvae.tuning.results import pareto_front, rank, trial_settings, write_csv
 
 SEARCHES = Path(__file__).resolve().parents[1] / "searches"
 # A model of a few hundred weights; data of 2 domains × 4 subjects × 10 s per activity: epochs of a second.
@@ -170,7 +170,7 @@ def test_optuna_with_asha_stops_bad_trials_early_and_optuna_receives_every_resul
     told = sorted(trial.value for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE)
     assert told == sorted(accuracies)
 
-    best = json.loads((experiment / "best_config.json").read_text())
+    best = trial_settings(json.loads((experiment / "best_config.json").read_text()))
     assert validate_config(best) == best
     assert best["lr"] == pytest.approx(float(board[0]["lr"]))
 

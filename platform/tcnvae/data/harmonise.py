@@ -172,7 +172,8 @@ def resample(recording: Recording, rate: float) -> Recording:
     return replace(recording, signal=signal, labels=recording.labels[nearest], sample_rate=rate)
 
 
-def _window_bounds(length: int, window: int, step: int) -> np.ndarray:
+def window_starts(length: int, window: int, step: int) -> np.ndarray:
+    """Start samples of the windows of ``window`` samples every ``step`` in ``length`` (training and predict)."""
     if length < window:
         return np.zeros(0, dtype=np.int64)
     return np.arange(0, length - window + 1, step, dtype=np.int64)
@@ -225,7 +226,7 @@ def window_recordings(
     dropped_impure = dropped_short = total = 0
     for recording in recordings:
         prepared = resample(select_channels(recording, channel_set), sample_rate)
-        starts = _window_bounds(len(prepared), window, step)
+        starts = window_starts(len(prepared), window, step)
         if len(starts) == 0:
             dropped_short += 1
             continue

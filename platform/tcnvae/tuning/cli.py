@@ -42,6 +42,7 @@ from tcnvae.checkpoints import read_json_object
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.tuning import spaces
 from tcnvae.tuning.config import OBJECTIVES, check_resources, data_config, validate_config
+from tcnvae.tuning.results import trial_settings
 from tcnvae.tuning.tensorboard import tune_logger_callbacks
 from tcnvae.tuning.trainable import make_trainable
 
@@ -225,7 +226,8 @@ def base_config(args: argparse.Namespace, recipe_defaults: Mapping[str, Any]) ->
 
 
 def _config_file(args: argparse.Namespace) -> dict[str, Any]:
-    return read_json_object(args.config, "--config") if args.config is not None else {}
+    # a best_config.json's test record is no setting
+    return trial_settings(read_json_object(args.config, "--config")) if args.config is not None else {}
 
 
 def fixed_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -171,8 +171,8 @@ class RankShard:
                 yield batch
 
 
-def target_slice(data: PreparedData, fraction: float, seed: int, pin_memory: bool = False) -> WindowLoader:
-    """Loader over the labelled slice of the held-out target domain: ``fraction`` of its subjects.
+def target_slice_subjects(data: PreparedData, fraction: float, seed: int) -> list[str]:
+    """The labelled slice of the held-out target domain: ``fraction`` of its subjects.
 
     The target domain is the test side of a ``lodo:<target>`` split. Whole subjects form the slice (at
     least one, and at least one left out when there are two or more), so selecting on it does not
@@ -184,8 +184,14 @@ def target_slice(data: PreparedData, fraction: float, seed: int, pin_memory: boo
     count = max(1, int(round(fraction * len(subjects))))
     if len(subjects) > 1:
         count = min(count, len(subjects) - 1)
-    chosen = np.random.default_rng([seed, 7]).choice(subjects, size=count, replace=False)
-    logger.info("target slice: %d of %d target subjects (%s)", count, len(subjects), ", ".join(sorted(chosen)))
+    chosen = sorted(np.random.default_rng([seed, 7]).choice(subjects, size=count, replace=False).tolist())
+    logger.info("target slice: %d of %d target subjects (%s)", count, len(subjects), ", ".join(chosen))
+    return chosen
+
+
+def target_slice(data: PreparedData, fraction: float, seed: int, pin_memory: bool = False) -> WindowLoader:
+    """Loader over :func:`target_slice_subjects`' windows."""
+    chosen = target_slice_subjects(data, fraction, seed)
     return data.loader(data.test.subset(np.isin(data.test.subject, chosen)), pin_memory=pin_memory)
 
 

@@ -7,8 +7,13 @@ epochs is listed beside it, for reading, not for ranking. All objectives are max
 Files, written atomically into the experiment folder:
 
 - ``leaderboard.csv``: one row per trial (errored ones included), hyperparameters and metrics, best first;
-- ``best_config.json``: the complete trial config of the best trial (feed it back with ``--config``);
+- ``best_config.json``: the complete trial config of the best trial (feed it back with ``--config``),
+  plus its test score under :data:`TEST_RECORD_KEY`, which ``--config`` ignores;
 - ``pareto_front.csv``: with several objectives, the trials no other trial beats on every one of them.
+
+After choosing, the best trial's best checkpoint is scored once on the test split
+(:mod:`tcnvae.tuning.scoring`); its figures are printed under their own heading and written to the
+best trial's leaderboard row as ``test/... (never used for choosing)`` columns.
 """
 
 from __future__ import annotations
@@ -24,11 +29,24 @@ from typing import Any
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from tcnvae.checkpoints import atomic_write, write_json
+from tcnvae.tuning.scoring import HeldOutScore, near_chance_warning, score_best_trial
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_METRICS = ("val/accuracy", "val/macro_f1", "val/worst_domain_accuracy", "val/loss")
 """Final metrics listed for every trial besides the objectives."""
+TEST_METRICS = ("accuracy", "macro_f1", "worst_domain_accuracy")
+TEST_RECORD_KEY = "test_never_used_for_choosing"
+"""The key of best_config.json holding the test score: a record, not a trial setting."""
+
+
+def trial_settings(best_config: Mapping[str, Any]) -> dict[str, Any]:
+    """A best_config.json's trial settings, without the test record (what ``--config`` applies)."""
+    return {key: value for key, value in best_config.items() if key != TEST_RECORD_KEY}
+
+
+def leaderboard_test_column(metric: str) -> str:
+    return f"test/{metric} (never used for choosing)"
 
 
 def _number(value: Any) -> float:
@@ -147,21 +165,67 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     if not candidates or math.isnan(_number(candidates[0].get(metrics[0]))):
         raise RuntimeError(f"no trial of {experiment} reported {', '.join(metrics)}; see the trials' error.txt")
     best = candidates[0]
-    write_json(best["result"].config, experiment / "best_config.json")
+    test, not_scored = _score_test(best, metrics[0])
+    if test is not None:
+        for row in [*rows, *candidates]:
+            if row["trial"] == best["trial"]:
+                row.update({leaderboard_test_column(name): test.metrics[name] for name in TEST_METRICS})
+        write_csv(rows, experiment / "leaderboard.csv")
+    record = {TEST_RECORD_KEY: test.record()} if test is not None else {}
+    write_json({**best["result"].config, **record}, experiment / "best_config.json")
 
-    print(f"\nBest trial {best['trial']} ({best['status']}, {best['epochs']} epochs):")
-    for key in hyperparameters:
-        if best[key] is not None:  # conditional spaces: parameters of policies this trial did not draw
-            print(f"  {key} = {_format(best[key])}")
-    for key in dict.fromkeys([*metrics, *SUMMARY_METRICS]):
-        print(f"  {key}: {_format(best[key])}")
+    _print_best(best, hyperparameters, metrics)
     if len(metrics) > 1:
         print(f"\nPareto front on {', '.join(metrics)} ({len(candidates)} of {len(rows)} trials):")
         for row in candidates:
             print("  " + row["trial"] + ": " + ", ".join(f"{m}={_format(row[m])}" for m in metrics))
         print(f"Pareto front: {experiment / 'pareto_front.csv'}")
+    _print_test(test, not_scored)
+    if test is not None:
+        _warn_if_near_chance(best, test)
     print(f"\nLeaderboard ({len(rows)} trials): {experiment / 'leaderboard.csv'}")
     print(f"Best config: {experiment / 'best_config.json'}")
     print(f"Results folder: {experiment}")
     print(f"TensorBoard: tensorboard --logdir {experiment}")
     return best
+
+
+def _score_test(best: Mapping[str, Any], metric: str) -> tuple[HeldOutScore | None, str | None]:
+    """The best trial's test score, or None and why it cannot be had: no checkpoint kept, no test
+    windows, or data the driver cannot read (e.g. a cluster where only the workers can)."""
+    try:
+        return score_best_trial(best["result"], metric), None
+    except (OSError, ValueError) as error:
+        logger.warning("test split not scored: %s", error)
+        return None, str(error)
+
+
+def _print_best(best: Mapping[str, Any], hyperparameters: Sequence[str], metrics: Sequence[str]) -> None:
+    print(f"\nBest trial {best['trial']} ({best['status']}, {best['epochs']} epochs), chosen on validation:")
+    for key in hyperparameters:
+        if best[key] is not None:  # conditional spaces: parameters of policies this trial did not draw
+            print(f"  {key} = {_format(best[key])}")
+    for key in dict.fromkeys([*metrics, *SUMMARY_METRICS]):
+        print(f"  {key}: {_format(best[key])}")
+
+
+def _print_test(test: HeldOutScore | None, not_scored: str | None) -> None:
+    heading = "Test split (scored once, after selection; never used for choosing)"
+    if test is None:
+        print(f"\n{heading}: not scored: {not_scored}")
+        return
+    metrics = test.metrics
+    print(f"\n{heading}: split {test.split!r}, {len(test.subjects)} subjects, {metrics['windows']} windows")
+    print(f"  checkpoint: epoch {test.epoch} (chosen on validation: "
+          + ", ".join(f"{key} {value:.4g}" for key, value in test.selection.items() if key in SUMMARY_METRICS) + ")")
+    for name in TEST_METRICS:
+        print(f"  test/{name}: {_format(metrics[name])}")
+    print("  test F1 per activity: " + ", ".join(f"{name} {value:.3f}" for name, value in
+                                                metrics["per_activity_f1"].items()))
+
+
+def _warn_if_near_chance(best: Mapping[str, Any], test: HeldOutScore) -> None:
+    warning = near_chance_warning(test.selection.get("val/accuracy", math.nan), test.data, best["result"].config,
+                                  best["epochs"], best["status"] == "stopped early", test.metrics)
+    if warning:
+        print(f"\n{'!' * 80}\nWARNING: {warning}\n{'!' * 80}")

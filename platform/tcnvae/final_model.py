@@ -1,0 +1,228 @@
+"""The final model: a search's best config retrained on training + validation subjects, tested once.
+
+A search chooses a config and an epoch count on the validation subjects. Once chosen, those subjects
+have done their job and can teach the model too, so the final run trains on training + validation
+subjects (``val_fraction=0`` moves the validation subjects to the training side; the test subjects are
+the same as in the search, since every split holds its test side out first) for the epochs the
+search found best, with the standardiser fitted on those subjects. The test subjects are then scored
+once. The learning-rate and β schedules span ``max_epochs`` as they did in the search.
+
+The folder it writes (``MODEL_DIR``) is all a user needs to run the model:
+
+- ``weights.pt``: the model's state dict and shape (``torch.load(..., weights_only=True)``);
+- ``model.json``: the model card: activities in head order, channels and their units, sample rate,
+  window and hop, the normaliser, the config, the test metrics with the split and its subjects, and a
+  fingerprint of the data;
+- ``confusion_matrix.png``: the test confusion matrix, labelled;
+- ``model.pt2``: a ``torch.export`` program, raw windows in physical units → activity probabilities,
+  standardisation included, that runs with torch alone (``torch.export.load(path).module()``);
+  checked equal to the eager model on real windows before it is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from tcnvae.checkpoints import atomic_write, read_json_object, save_checkpoint, write_json
+from tcnvae.data.harmonise import channel_set_names
+from tcnvae.data.pipeline import PreparedData, prepare
+from tcnvae.data.windows import WindowSet
+from tcnvae.evaluate import InferenceModel, activity_probabilities, score
+from tcnvae.model import TCNVAE
+from tcnvae.tuning.config import data_config, validate_config
+from tcnvae.tuning.loop import build_curriculum, build_model, build_trainer, seed_everything
+from tcnvae.tuning.results import TEST_RECORD_KEY, trial_settings
+from tcnvae.tuning.scoring import scored_test_windows
+from tcnvae.tuning.tensorboard import confusion_image
+
+FORMAT = "tcnvae-final-model/1"
+WEIGHTS_FILE = "weights.pt"
+CARD_FILE = "model.json"
+EXPORT_FILE = "model.pt2"
+CONFUSION_FILE = "confusion_matrix.png"
+EXPORT_TOLERANCE = 1e-5
+"""Largest difference in any probability allowed between the exported program and the eager model."""
+UNITS = {"acc": "g (total acceleration, gravity included)", "body_acc": "g (gravity removed)", "gyro": "rad/s"}
+
+
+def channel_unit(channel: str) -> str:
+    """The unit of a canonical channel name (``acc_x`` → g)."""
+    return UNITS[channel.rsplit("_", 1)[0]]
+
+
+@dataclass
+class SearchChoice:
+    """What a search chose: the config, the epochs to train, and the search's own test record."""
+
+    config: dict[str, Any]
+    epochs: int
+    source: Path
+    search_test: dict[str, Any] | None
+
+
+def read_search_choice(results_dir: str | Path | None = None, config_file: str | Path | None = None,
+                       epochs: int | None = None, overrides: Mapping[str, Any] | None = None) -> SearchChoice:
+    """The best config of a search folder (or a best_config.json), and its epochs: ``epochs`` if given,
+    else the epoch of the checkpoint the search scored (its best on validation), else ``max_epochs``."""
+    if (results_dir is None) == (config_file is None):
+        raise ValueError("give a search's results folder or --config FILE (one of them)")
+    source = Path(config_file) if config_file is not None else Path(results_dir) / "best_config.json"
+    loaded = read_json_object(source, "best config")
+    record = loaded.get(TEST_RECORD_KEY)
+    config = validate_config({**trial_settings(loaded), **(overrides or {})})
+    if epochs is None:
+        epochs = record["epoch"] if record else config["max_epochs"]
+    if not isinstance(epochs, int) or not 1 <= epochs:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    if epochs > config["max_epochs"]:
+        config["max_epochs"] = epochs  # the schedules must span the run
+    return SearchChoice(config, epochs, source, record)
+
+
+def final_data(config: Mapping[str, Any]) -> PreparedData:
+    """The search's split with the validation subjects on the training side (see the module docstring)."""
+    return prepare(data_config({**config, "val_fraction": 0.0}))
+
+
+def train_final_model(config: Mapping[str, Any], data: PreparedData, epochs: int,
+                      device: torch.device = torch.device("cpu")) -> TCNVAE:
+    """Train ``config``'s model on ``data``'s training side for ``epochs`` epochs; returns it in eval mode.
+
+    A curriculum runs as in the search, but its decisions see training metrics only: a policy that
+    decides on validation metrics (``single_to_cross`` with ``switch=plateau`` or
+    ``start=best_val_accuracy``) stops with an error naming the metric it needs.
+    """
+    seed_everything(config["seed"])
+    model = build_model(config, data)
+    trainer = build_trainer(config, model, device)
+    loader = data.train_loader(pin_memory=device.type == "cuda")
+    runner = build_curriculum(config, trainer, loader)
+    for epoch in range(epochs):
+        runner.before_epoch(epoch)
+        trainer.train_epoch(loader, epoch)
+        trainer.epoch = epoch + 1
+        train = trainer.last_train_metrics
+        runner.after_epoch({"epoch": trainer.epoch, **{f"loss/{term}": train[term] for term in
+                                                       ("total", "recon", "kl", "activity", "domain")}})
+        print(f"final model: epoch {trainer.epoch}/{epochs} loss {train['total']:.4f}", flush=True)
+    return trainer.model.eval()
+
+
+def export_model(inference: InferenceModel, windows: np.ndarray) -> torch.export.ExportedProgram:
+    """``inference`` as a ``torch.export`` program taking any batch size, checked against the eager model
+    on ``windows`` (raw, physical units): every probability within :data:`EXPORT_TOLERANCE`."""
+    inference = inference.cpu().eval()
+    example = torch.as_tensor(windows[:2], dtype=torch.float32)
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.export.export(inference, (example,), dynamic_shapes={"windows": {0: batch}})
+    check_export(program.module(), inference, windows)
+    return program
+
+
+def check_export(exported: torch.nn.Module, inference: InferenceModel, windows: np.ndarray) -> float:
+    """The largest probability difference of ``exported`` from ``inference`` on ``windows``; raises if
+    any exceeds :data:`EXPORT_TOLERANCE` or any window's activity differs."""
+    eager = activity_probabilities(inference, windows)
+    with torch.no_grad():
+        loaded = torch.cat([exported(torch.as_tensor(windows[i:i + 512], dtype=torch.float32))
+                            for i in range(0, len(windows), 512)]).numpy()
+    difference = float(np.abs(loaded - eager).max())
+    if difference > EXPORT_TOLERANCE or not np.array_equal(loaded.argmax(1), eager.argmax(1)):
+        raise RuntimeError(f"the exported model differs from the eager model by {difference:.3g} "
+                           f"(tolerance {EXPORT_TOLERANCE}) on {len(windows)} windows")
+    return difference
+
+
+def physical(windows: WindowSet, data: PreparedData) -> np.ndarray:
+    """Standardised windows back in physical units (what the exported model and predict take)."""
+    return (windows.signals * data.standardiser.std + data.standardiser.mean).astype(np.float32)
+
+
+def data_fingerprint(data: PreparedData, config: Mapping[str, Any]) -> dict[str, Any]:
+    """sha256 of the training and test windows (signals, activities, subjects) and of the data files."""
+    digest = hashlib.sha256()
+    for windows in (data.train, data.test):
+        for array in (windows.signals, windows.activity, windows.subject.astype("U")):
+            digest.update(np.ascontiguousarray(array).tobytes())
+    files = {}
+    for name, path in sorted(config["data_paths"].items()):
+        if Path(path).is_file():
+            files[name] = {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    return {"windows_sha256": digest.hexdigest(), "files": files,
+            "of": "the standardised training and test windows, their activities and subjects"}
+
+
+def write_final_model(output: str | Path, model: TCNVAE, data: PreparedData, choice: SearchChoice) -> dict[str, Any]:
+    """Score ``model`` once on the test subjects and write the model folder; returns the model card."""
+    output = Path(output)
+    config = {**choice.config, "val_fraction": 0.0}
+    model = model.cpu().eval()
+    test = scored_test_windows(data, config)
+    metrics = score(model, test, config["domain_by"], data.domain_names) if len(test) else None
+    inference = InferenceModel(model, data.standardiser)
+    check_on = physical(test if len(test) else data.train, data)
+    program = export_model(inference, check_on)
+
+    save_checkpoint({"model_state": model.state_dict(), "model_config": model.config}, output / WEIGHTS_FILE)
+    atomic_write(output / EXPORT_FILE, lambda stream: torch.export.save(program, stream))
+    if metrics is not None:
+        image = io.BytesIO()
+        Image.fromarray(confusion_image(np.asarray(metrics["confusion"]), data.activity_names)).save(image, "PNG")
+        atomic_write(output / CONFUSION_FILE, lambda stream: stream.write(image.getvalue()))
+    channels = channel_set_names(config["channel_set"])
+    card = {
+        "format": FORMAT,
+        "activities": data.activity_names,
+        "channels": [{"name": name, "unit": channel_unit(name)} for name in channels],
+        "sample_rate": data.train.sample_rate,
+        "window_seconds": config["window_seconds"],
+        "hop_seconds": config["step_seconds"],
+        "window_length": data.window_length,
+        "channel_set": config["channel_set"],
+        "normaliser": data.standardiser.state_dict(),
+        "model_config": model.config,
+        "config": config,
+        "trained_on": {"split": data.config.split, "epochs": choice.epochs, "windows": len(data.train),
+                       "subjects": sorted(set(data.train.subject.tolist())),
+                       "note": "training and validation subjects of the search"},
+        "test": ({"note": "scored once, after training; never used for choosing", "split": data.config.split,
+                  "subjects": sorted(set(test.subject.tolist())), **metrics}
+                 if metrics is not None else {"note": "no test subjects in this split"}),
+        "search": {"best_config": str(choice.source), "test": choice.search_test},
+        "data_fingerprint": data_fingerprint(data, config),
+        "files": {"weights": WEIGHTS_FILE, "exported": EXPORT_FILE,
+                  "confusion_matrix": CONFUSION_FILE if metrics is not None else None},
+        "exported_model": "torch.export.load('model.pt2').module()(windows) with windows (batch, "
+                          f"{data.window_length}, {len(channels)}) float32 in the channels' units, not "
+                          "normalised (the program normalises); returns (batch, activities) probabilities",
+    }
+    write_json(card, output / CARD_FILE)
+    return card
+
+
+def read_card(model_dir: str | Path) -> dict[str, Any]:
+    """The model card of a final-model folder, checked for its format."""
+    card = read_json_object(Path(model_dir) / CARD_FILE, "model card")
+    if card.get("format") != FORMAT:
+        raise ValueError(f"{Path(model_dir) / CARD_FILE} is not a {FORMAT} model card "
+                         f"(format {card.get('format')!r}); write one with searches/final_model.py")
+    return card
+
+
+def card_text(card: Mapping[str, Any]) -> str:
+    """One line for the command line: test scores and where the model came from."""
+    test = card["test"]
+    if "accuracy" not in test:
+        return f"final model: {test['note']}"
+    return (f"final model: test accuracy={test['accuracy']:.4f} macro_f1={test['macro_f1']:.4f} "
+            f"windows={test['windows']} subjects={len(test['subjects'])} epochs={card['trained_on']['epochs']}")
+
