@@ -318,9 +318,11 @@ def beta_schedule_params(config: Mapping[str, Any]) -> dict[str, Any]:
 def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers_per_trial: int = 1) -> None:
     """Refuse trial resources the cluster can never grant, before anything starts.
 
-    A trial asking for a GPU on a machine without one would sit pending forever in Tune. GPUs are
-    counted on the connected Ray cluster when there is one, else on this machine. A multi-worker trial
-    splits its CPUs and GPUs evenly across its workers; more than one GPU per worker must be whole.
+    A trial asking for more CPUs or GPUs than any node has would sit pending forever in Tune. Counted on
+    the connected Ray cluster when there is one (its live nodes, and the node types its autoscaler may
+    start: cluster.yaml's, when it autoscales), else on this machine. A multi-worker trial splits its
+    CPUs and GPUs evenly across its workers, each of which must fit on one node; more than one GPU per
+    worker must be whole.
     """
     problems = []
     if not _is_int(workers_per_trial) or workers_per_trial < 1:
@@ -336,22 +338,43 @@ def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, worker
         raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
                                   f"a whole number of GPUs per worker when above 1 "
                                   f"({workers_per_trial} workers get {per_worker} each)"))
-    if gpus_per_trial > 0:
-        available = available_gpus()
-        if available == 0:
-            raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
-                                      "0 on this machine: it has no GPU (no CUDA device, and the Ray "
-                                      "cluster, if connected, reports none)"))
-        if per_worker > available:
-            raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
-                                      f"at most {available} GPU(s) per worker, which is all there is"))
+    nodes, where = cluster_nodes()
+    if gpus_per_trial > 0 and not any(node.get("GPU", 0) > 0 for node in nodes.values()):
+        raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
+                                  f"0: there is no GPU on {where} (no CUDA device, and the Ray cluster, "
+                                  "if connected, reports none)"))
+    worker = {"CPU": cpus_per_trial / workers_per_trial, "GPU": per_worker}
+    if not any(all(node.get(kind, 0) >= amount for kind, amount in worker.items()) for node in nodes.values()):
+        largest = "; ".join(f"{name}: {node.get('CPU', 0):g} CPU, {node.get('GPU', 0):g} GPU"
+                            for name, node in nodes.items())
+        split = f" ({workers_per_trial} workers get {worker['CPU']:g} CPU and {per_worker:g} GPU each)" \
+            if workers_per_trial > 1 else ""
+        raise ValueError(f"--cpus-per-trial {cpus_per_trial:g} --gpus-per-trial {gpus_per_trial:g}{split} fits on "
+                         f"no node of {where} ({largest}), so the trial would wait forever; ask for at most "
+                         "what one node has, or join a bigger cluster with --address")
 
 
-def available_gpus() -> float:
-    """GPUs of the connected Ray cluster, or of this machine when Ray is not running."""
+def cluster_nodes() -> tuple[dict[str, dict[str, float]], str]:
+    """The CPUs and GPUs of each node a trial could run on, by node, and where they were counted.
+
+    Without Ray: this machine, as ``ray.init()`` would count it (CPU limits of a container included).
+    With Ray: each live node, plus each node type the autoscaler may still start (read from the
+    cluster config the autoscaler publishes, i.e. cluster.yaml's ``available_node_types``).
+    """
     import ray
     import torch
+    from ray._private import state, utils  # Ray's own counts: what the scheduler will see
 
-    if ray.is_initialized():
-        return float(ray.cluster_resources().get("GPU", 0))
-    return float(torch.cuda.device_count())
+    if not ray.is_initialized():
+        return {"this machine": {"CPU": float(utils.get_num_cpus()), "GPU": float(torch.cuda.device_count())}}, \
+            "this machine"
+    nodes = {f"node {node['NodeManagerAddress']}": dict(node["Resources"]) for node in ray.nodes() if node["Alive"]}
+    where = f"the Ray cluster ({len(nodes)} live node(s))"
+    config = state.state.get_cluster_config()
+    startable = [group for group in (config.node_group_configs if config else []) if group.max_count != 0]
+    for group in startable:
+        nodes[f"node type {group.name}"] = dict(group.resources)
+    if startable:
+        where = (f"the Ray cluster ({len(nodes) - len(startable)} live node(s), and the largest node types its "
+                 "autoscaler may start, from cluster.yaml)")
+    return nodes, where

@@ -29,7 +29,7 @@ import torch
 from torch import nn, optim
 
 from tcnvae.beta_schedules import make_beta_schedule
-from tcnvae.checkpoints import load_checkpoint, save_checkpoint
+from tcnvae.checkpoints import load_newest_intact, save_checkpoint
 from tcnvae.curriculum import CurriculumRunner, grouped_optimizer, make_curriculum
 from tcnvae.data.loaders import WindowLoader
 from tcnvae.data.pipeline import PreparedData, prepare
@@ -228,8 +228,17 @@ def save_trial_checkpoint(directory: Path, trainer: TCNVAETrainer, state: TrialS
 
 
 def load_trial_checkpoint(directory: str | Path, trainer: TCNVAETrainer) -> TrialState:
-    """Restore ``trainer`` (weights, optimizer, scheduler, epoch, RNG) from a checkpoint directory."""
-    payload = load_checkpoint(Path(directory) / CHECKPOINT_FILE, map_location=trainer.device)
+    """Restore ``trainer`` (weights, optimizer, scheduler, epoch, RNG) from a checkpoint directory.
+
+    An unreadable checkpoint file is named and set aside, and the trial goes on from the newest
+    readable older checkpoint beside it (Tune's ``checkpoint_*`` folders of the same trial), if any.
+    """
+    directory = Path(directory)
+    older = sorted((sibling for sibling in directory.parent.glob("checkpoint_*") if sibling.name < directory.name),
+                   reverse=True)
+    candidates = [directory / CHECKPOINT_FILE, *(sibling / CHECKPOINT_FILE for sibling in older
+                                                 if (sibling / CHECKPOINT_FILE).is_file())]
+    _, payload = load_newest_intact(candidates, map_location=trainer.device)
     trainer.load_state_dict(payload["trainer"])
     return TrialState(list(payload["hyperparameter_history"]), dict(payload["curriculum"]))
 
