@@ -8,6 +8,7 @@ error, and :func:`load_newest_intact` falls back to an older checkpoint, keeping
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import pickle
@@ -97,10 +98,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"refusing to load {path}: it holds pickled objects beyond tensors and plain data "
             f"(weights_only=True). Re-save it as a state dict. Details: {error}"
         ) from None
-    except (RuntimeError, EOFError) as error:
-        # Only torch's zip reader failing means a torn or foreign file; any other RuntimeError (a CUDA
-        # map_location on a CPU machine) is not the file's fault and must not get it set aside.
-        if isinstance(error, RuntimeError) and "PytorchStreamReader" not in str(error):
+    except (RuntimeError, EOFError, OSError) as error:
+        # Only torch's zip reader failing (a RuntimeError naming it, or EINVAL from its seeks past the
+        # end) means a torn or foreign file; any other error (a CUDA map_location on a CPU machine, a
+        # permission) is not the file's fault and must not get it set aside.
+        torn = (isinstance(error, EOFError) or "PytorchStreamReader" in str(error)
+                or (isinstance(error, OSError) and error.errno == errno.EINVAL))
+        if not torn:
             raise
         detail = str(error).split(". ")[0] or "the file ends early"
         raise CorruptCheckpointError(f"checkpoint {path} is truncated or not a checkpoint "
