@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import ray
 
-from tcnvae.tuning import cli, config
+from tcnvae.tuning import cli, config, provenance
 
 SEARCHES = Path(__file__).resolve().parents[1] / "searches"
 
@@ -153,7 +153,10 @@ def test_a_name_that_leaves_the_storage_path_is_refused(no_ray, tmp_path, name):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_num_samples_with_resume_is_refused(no_ray, tmp_path):
-    (tmp_path / "e").mkdir()
-    refused(["--storage-path", str(tmp_path), "--name", "e", "--resume", "--num-samples", "20"],
-            "--num-samples cannot change a resumed search")
+def test_num_samples_with_resume_is_warned_about(tmp_path, caplog, monkeypatch):
+    monkeypatch.setenv(provenance.STATE_ENV, str(tmp_path / "state"))
+    (tmp_path / "e").mkdir()  # no pickled files yet: nothing to verify
+    args = cli.search_parser("test").parse_args(["--storage-path", str(tmp_path), "--name", "e", "--resume",
+                                                 "--num-samples", "20"])
+    assert cli.experiment_path(args, "x") == tmp_path / "e"
+    assert "--num-samples 20 is ignored with --resume" in caplog.text

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import socket
@@ -34,6 +35,8 @@ from tcnvae.tuning.config import OBJECTIVES, check_resources, validate_config
 from tcnvae.tuning.tensorboard import tune_logger_callbacks
 from tcnvae.tuning.trainable import make_trainable
 
+
+logger = logging.getLogger(__name__)
 
 STORAGE_ENV = "TCNVAE_STORAGE"
 """Environment variable naming the default ``--storage-path``: cluster.yaml sets it on every node."""
@@ -250,8 +253,9 @@ def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
 
     Also refused here: a ``--name`` that would leave ``--storage-path`` (``../x``, ``a/b``); a storage
     folder that is a file or cannot be written; a storage URI of an unknown scheme or an impossible
-    bucket; ``--num-samples`` with ``--resume``; and a resume whose pickled files this user's searches
-    did not write (:func:`~tcnvae.tuning.provenance.verify_experiment`).
+    bucket; and a resume whose pickled files this user's searches did not write
+    (:func:`~tcnvae.tuning.provenance.verify_experiment`). ``--num-samples`` with ``--resume`` is
+    warned about: Tune keeps the trial count the search started with.
 
     With a URI ``--storage-path`` Tune writes the trials to ``<URI>/<name>`` (:func:`tune_storage`)
     and this folder, ``./results/<name>`` on the machine running the search, holds the search's own files
@@ -269,10 +273,11 @@ def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
     if getattr(args, "resume", False):
         if args.name is None:
             raise ValueError("--resume needs --name: the experiment folder under --storage-path to continue")
+        # Warned, not refused: rerunning the very command of the search with --resume added is the usual way.
         if getattr(args, "num_samples", None) is not None:
-            raise ValueError("--num-samples cannot change a resumed search: Tune restores it as it was started, "
-                             "trial count included. Leave --num-samples out to finish it, or start a new search "
-                             "(another --name) for more trials")
+            logger.warning("--num-samples %d is ignored with --resume: Tune restores the search as it was "
+                           "started, trial count included; start a new search (another --name) for more "
+                           "trials", args.num_samples)
         path = local_root / args.name
         if not remote and not path.is_dir():  # a URI's experiment is checked by Tune's restore
             raise FileNotFoundError(f"--resume: no experiment at {path}")
