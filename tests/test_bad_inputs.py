@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -160,3 +161,31 @@ def test_num_samples_with_resume_is_warned_about(tmp_path, caplog, monkeypatch):
                                                  "--num-samples", "20"])
     assert cli.experiment_path(args, "x") == tmp_path / "e"
     assert "--num-samples 20 is ignored with --resume" in caplog.text
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_stop_a_running_search(ray_cluster, tmp_path, stop):
+    """The search runs as its own driver joined to this session's cluster; once a trial has reported,
+    the signal ends it within seconds (Ctrl-C as Tune's graceful stop, SIGTERM at once)."""
+    argv = ["--storage-path", str(tmp_path), "--name", "stopped", "--num-samples", "4", "--max-epochs", "50",
+            "--max-concurrent", "1", "--scheduler", "fifo", "--address", ray.get_runtime_context().gcs_address,
+            "--set", "hidden_dims=[8]", "--set", "latent_dim=4", "--set", "head_hidden=16",
+            "--set", "decoder_channels=8"]
+    driver = subprocess.Popen([sys.executable, str(SEARCHES / "loss_weights.py"), *argv],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(tmp_path.glob("stopped/*/progress.csv")) and driver.poll() is None:
+            assert time.monotonic() < deadline, "no trial reported within 180 s"
+            time.sleep(0.2)
+        assert driver.poll() is None, f"the search ended by itself ({driver.returncode}) before the signal"
+        driver.send_signal(stop)
+        started = time.monotonic()
+        driver.wait(timeout=60)
+        assert time.monotonic() - started < 60
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+    assert not (tmp_path / "stopped" / "leaderboard.csv").exists()  # stopped, not run to the end
