@@ -70,18 +70,27 @@ def test_resources_are_checked_against_live_nodes_and_the_node_types_the_autosca
     from ray._private import state
 
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
-    monkeypatch.setattr(ray, "nodes", lambda: [{"NodeManagerAddress": "10.0.0.1", "Alive": True,
-                                                "Resources": {"CPU": 8.0}}])
+    monkeypatch.setattr(ray, "nodes", lambda: [{"NodeManagerAddress": "10.0.0.1", "NodeID": "ab" * 28,
+                                                "Alive": True, "Resources": {"CPU": 8.0}}])
     monkeypatch.setattr(state.state, "get_cluster_config",
                         lambda: SimpleNamespace(node_group_configs=[group, never]))
     config.check_resources(cpus_per_trial=8, gpus_per_trial=4, workers_per_trial=1)  # fits a gpu4 node
     config.check_resources(cpus_per_trial=16, gpus_per_trial=8, workers_per_trial=2)  # one gpu4 node per worker
-    with pytest.raises(ValueError, match="fits on no node.*autoscaler may start, from cluster.yaml") as error:
+    with pytest.raises(ValueError, match="fits on no node.*node types its autoscaler may start, from cluster.yaml") \
+            as error:
         config.check_resources(cpus_per_trial=64, gpus_per_trial=1)
     assert "node type ray.worker.gpu4: 48 CPU, 4 GPU" in str(error.value)
     assert "ray.worker.disabled" not in str(error.value)  # max_workers 0: it never starts
     with pytest.raises(ValueError, match="2 workers get 1 CPU and 6 GPU each"):
         config.check_resources(cpus_per_trial=2, gpus_per_trial=12, workers_per_trial=2)
+    with pytest.raises(ValueError, match="each worker fits on a node, but .* 8 GPU in all"):
+        config.check_resources(cpus_per_trial=12, gpus_per_trial=12, workers_per_trial=3)  # 3 of 2 gpu4 nodes
+
+
+def test_a_multi_worker_trial_larger_than_this_machine_in_all_is_refused_before_ray(no_ray, tmp_path):
+    cpus = config.cluster_nodes()[0][0].cpus  # each worker asks for all of them: fits alone, not twice
+    refused(["--storage-path", str(tmp_path), "--workers-per-trial", "2", "--cpus-per-trial", f"{2 * cpus:g}"],
+            "each worker fits on a node, but this machine has")
 
 
 # -- joining a cluster -----------------------------------------------------------------------------------

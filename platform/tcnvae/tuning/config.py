@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from numbers import Integral, Real
 from typing import Any
 
@@ -339,23 +339,39 @@ def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, worker
                                   f"a whole number of GPUs per worker when above 1 "
                                   f"({workers_per_trial} workers get {per_worker} each)"))
     nodes, where = cluster_nodes()
-    if gpus_per_trial > 0 and not any(node.get("GPU", 0) > 0 for node in nodes.values()):
+    listed = "; ".join(f"{node.name}: {node.cpus:g} CPU, {node.gpus:g} GPU" for node in nodes)
+    if gpus_per_trial > 0 and not any(node.gpus > 0 for node in nodes):
         raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
                                   f"0: there is no GPU on {where} (no CUDA device, and the Ray cluster, "
                                   "if connected, reports none)"))
-    worker = {"CPU": cpus_per_trial / workers_per_trial, "GPU": per_worker}
-    if not any(all(node.get(kind, 0) >= amount for kind, amount in worker.items()) for node in nodes.values()):
-        largest = "; ".join(f"{name}: {node.get('CPU', 0):g} CPU, {node.get('GPU', 0):g} GPU"
-                            for name, node in nodes.items())
-        split = f" ({workers_per_trial} workers get {worker['CPU']:g} CPU and {per_worker:g} GPU each)" \
+    asked = f"--cpus-per-trial {cpus_per_trial:g} --gpus-per-trial {gpus_per_trial:g}"
+    worker_cpus = cpus_per_trial / workers_per_trial
+    if not any(node.cpus >= worker_cpus and node.gpus >= per_worker for node in nodes):
+        split = f" ({workers_per_trial} workers get {worker_cpus:g} CPU and {per_worker:g} GPU each)" \
             if workers_per_trial > 1 else ""
-        raise ValueError(f"--cpus-per-trial {cpus_per_trial:g} --gpus-per-trial {gpus_per_trial:g}{split} fits on "
-                         f"no node of {where} ({largest}), so the trial would wait forever; ask for at most "
-                         "what one node has, or join a bigger cluster with --address")
+        raise ValueError(f"{asked}{split} fits on no node of {where} ({listed}), so the trial would wait "
+                         "forever; ask for at most what one node has, or join a bigger cluster with --address")
+    total_cpus = sum(node.cpus * node.count for node in nodes)
+    total_gpus = sum(node.gpus * node.count for node in nodes)
+    if cpus_per_trial > total_cpus or gpus_per_trial > total_gpus:
+        raise ValueError(f"{asked} --workers-per-trial {workers_per_trial}: each worker fits on a node, but "
+                         f"{where} has {total_cpus:g} CPU and {total_gpus:g} GPU in all ({listed}), so the "
+                         "trial would wait forever; ask for fewer workers or resources")
 
 
-def cluster_nodes() -> tuple[dict[str, dict[str, float]], str]:
-    """The CPUs and GPUs of each node a trial could run on, by node, and where they were counted.
+@dataclass(frozen=True)
+class NodeCapacity:
+    """What one node offers trials, and how many such nodes there can be (an autoscaler node type's
+    ``max_workers``; infinite when unlimited)."""
+
+    name: str
+    cpus: float
+    gpus: float
+    count: float = 1
+
+
+def cluster_nodes() -> tuple[list[NodeCapacity], str]:
+    """The nodes a trial could run on, and where they were counted.
 
     Without Ray: this machine, as ``ray.init()`` would count it (CPU limits of a container included).
     With Ray: each live node, plus each node type the autoscaler may still start (read from the
@@ -366,15 +382,17 @@ def cluster_nodes() -> tuple[dict[str, dict[str, float]], str]:
     from ray._private import state, utils  # Ray's own counts: what the scheduler will see
 
     if not ray.is_initialized():
-        return {"this machine": {"CPU": float(utils.get_num_cpus()), "GPU": float(torch.cuda.device_count())}}, \
+        return [NodeCapacity("this machine", float(utils.get_num_cpus()), float(torch.cuda.device_count()))], \
             "this machine"
-    nodes = {f"node {node['NodeManagerAddress']}": dict(node["Resources"]) for node in ray.nodes() if node["Alive"]}
+    nodes = [NodeCapacity(f"node {node['NodeManagerAddress']} {node['NodeID'][:8]}",
+                          node["Resources"].get("CPU", 0.0), node["Resources"].get("GPU", 0.0))
+             for node in ray.nodes() if node["Alive"]]
     where = f"the Ray cluster ({len(nodes)} live node(s))"
     config = state.state.get_cluster_config()
     startable = [group for group in (config.node_group_configs if config else []) if group.max_count != 0]
-    for group in startable:
-        nodes[f"node type {group.name}"] = dict(group.resources)
+    nodes += [NodeCapacity(f"node type {group.name}", group.resources.get("CPU", 0.0), group.resources.get("GPU", 0.0),
+                           math.inf if group.max_count < 0 else group.max_count) for group in startable]
     if startable:
-        where = (f"the Ray cluster ({len(nodes) - len(startable)} live node(s), and the largest node types its "
+        where = (f"the Ray cluster ({len(nodes) - len(startable)} live node(s), and the node types its "
                  "autoscaler may start, from cluster.yaml)")
     return nodes, where
