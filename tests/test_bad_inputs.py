@@ -147,7 +147,7 @@ def test_a_storage_path_nobody_may_write_is_refused_before_ray(no_ray, tmp_path)
 
 @pytest.mark.parametrize("uri, message", [
     ("ftp://host/results", "unknown storage scheme 'ftp'"),
-    ("s3://CHANGE-ME-your-bucket/tcnvae", "not a valid s3 bucket name.*CHANGE-ME placeholder"),
+    ("s3://CHANGE-ME-your-bucket/tcnvae", "not a valid s3 bucket name.*replace cluster.yaml's CHANGE-ME placeholder"),
     ("s3:///tcnvae", "'' is not a valid s3 bucket name"),
 ])
 def test_a_storage_uri_with_an_unknown_scheme_or_an_impossible_bucket_is_refused_before_ray(

@@ -84,9 +84,10 @@ def check_storage_uri(uri: str) -> None:
         raise ValueError(f"--storage-path {uri}: unknown storage scheme {scheme!r}; expected a local folder or "
                          f"one of {', '.join(f'{name}://' for name in _BUCKETS)}")
     if not _BUCKETS[scheme.lower()].match(bucket):
-        raise ValueError(f"--storage-path {uri}: {bucket!r} is not a valid {scheme} bucket name (3 to 63 "
-                         "lowercase letters, digits, dots and hyphens, starting and ending with a letter or "
-                         "digit); is it cluster.yaml's CHANGE-ME placeholder?")
+        placeholder = "; replace cluster.yaml's CHANGE-ME placeholder with your bucket" if "CHANGE-ME" in bucket else ""
+        raise ValueError(f"--storage-path {uri}: {bucket!r} is not a valid {scheme} bucket name (lowercase "
+                         "letters, digits, dots and hyphens, starting and ending with a letter or digit; 3 to 63 "
+                         f"characters on S3){placeholder}")
 
 
 def check_shared_storage(storage: str, shared: bool, nodes: Sequence[Mapping[str, Any]]) -> None:
@@ -393,8 +394,8 @@ def restore_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[st
     tune_logger_callbacks()  # switches Ray's TensorBoard logger off in this process too
     trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
     location = _experiment_location(args, experiment)
-    # Checked again just before Tune unpickles: the folder may have changed since experiment_path.
-    provenance.verify_experiment(location, trust=args.trust_experiment)
+    if not args.trust_experiment:  # checked again just before Tune unpickles: it may have changed since
+        provenance.verify_experiment(location)
     return tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
 
 
