@@ -106,6 +106,17 @@ def test_a_trial_resumes_from_its_previous_checkpoint_when_the_latest_is_torn(tm
     assert (tmp_path / "checkpoint_000002" / f"{CHECKPOINT_FILE}.corrupt").is_file()
 
 
+def test_a_downloaded_trial_checkpoint_never_falls_back_to_an_unrelated_folder(tmp_path):
+    """Tune's copies of remote checkpoints live in temporary folders: their neighbours are other copies."""
+    trainer = TCNVAETrainer(tiny_model(), "cpu")
+    for name in ("checkpoint_000001", "checkpoint_tmp_f00d"):
+        (tmp_path / name).mkdir()
+        save_trial_checkpoint(tmp_path / name, trainer, TrialState([], {}), {})
+    truncate(tmp_path / "checkpoint_tmp_f00d" / CHECKPOINT_FILE)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no readable checkpoint: .*checkpoint_tmp_f00d"):
+        load_trial_checkpoint(tmp_path / "checkpoint_tmp_f00d", TCNVAETrainer(tiny_model(), "cpu"))
+
+
 def test_checkpoint_errors_name_the_path_and_the_problem(tmp_path):
     with pytest.raises(ValueError, match=f"checkpoint {tmp_path} is a directory: pass the checkpoint file"):
         load_checkpoint(tmp_path)

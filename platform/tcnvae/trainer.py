@@ -26,8 +26,8 @@ from torch import nn, optim
 from tcnvae.beta_schedules import BetaSchedule, Constant, make_beta_schedule
 from tcnvae.checkpoints import (
     atomic_write,
-    check_writable_folder,
     capture_rng_state,
+    check_writable_folder,
     load_checkpoint,
     load_newest_intact,
     restore_rng_state,

@@ -1,5 +1,6 @@
 """What every dataset parser needs: reading numeric text tables and ``.npz`` archives with errors that
-name the file and the problem, mapping a dataset's raw label codes to canonical activities, and cutting signals into segments.
+name the file and the problem, mapping a dataset's raw label codes to canonical activities, and
+cutting signals into segments.
 
 Raw codes are mapped through each source's ``ACTIVITY_MAP`` by meaning; a code outside the map becomes
 unlabelled and is *counted in the log*, so nothing disappears silently.
