@@ -92,3 +92,16 @@ def test_resume_of_a_tampered_experiment_is_refused_before_ray(no_ray, tmp_path)
     provenance.DigestRecorder(str(folder)).record([])
     (folder / "tuner.pkl").write_bytes(b"planted")
     refused(["--storage-path", str(folder.parent), "--name", "e", "--resume"], "tuner.pkl cannot be verified")
+
+
+def test_an_unwritable_state_directory_warns_but_never_stops_the_search(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv(provenance.STATE_ENV, str(blocker))
+    recorder = provenance.DigestRecorder(str(experiment(tmp_path)))
+    recorder.on_step_end(iteration=1, trials=[])
+    recorder.on_experiment_end(trials=[])  # tried again, warned once
+    assert caplog.text.count("resuming it will need --trust-experiment") == 1
+    monkeypatch.setenv(provenance.STATE_ENV, str(tmp_path / "state"))  # writable again: recorded next time
+    recorder.on_experiment_end(trials=[])
+    provenance.verify_experiment(recorder.location)

@@ -16,6 +16,7 @@ newest one; both are this user's own writes.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ import pyarrow.fs
 from ray import tune
 
 from tcnvae.checkpoints import read_json_object, write_json
+
+logger = logging.getLogger(__name__)
 
 STATE_ENV = "TCNVAE_STATE_DIR"
 """Environment variable naming the state directory that holds the records (tests point it elsewhere)."""
@@ -101,6 +104,7 @@ class DigestRecorder(tune.Callback):
         self.location = location
         self._seen: dict[str, tuple[int, Any]] = {}
         self._last_scan = 0.0
+        self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into tuner.pkl: the cache starts afresh
         return {"location": self.location}
@@ -111,24 +115,35 @@ class DigestRecorder(tune.Callback):
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         if "://" in self.location and time.monotonic() - self._last_scan < REMOTE_SCAN_SECONDS:
             return
-        self.record(trials)
+        self._record_or_warn(trials)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.record(trials)
+        self._record_or_warn(trials)
+
+    def _record_or_warn(self, trials: list) -> None:
+        # A state directory that cannot be written must not stop the search; it only costs the check.
+        try:
+            self.record(trials)
+        except OSError as error:
+            if not self._warned:
+                logger.warning("cannot record the digests of %s's pickled files (%s): resuming it will need %s",
+                               self.location, error, TRUST_FLAG)
+                self._warned = True
 
     def record(self, trials: list) -> None:
         """Add the digest of every new or changed pickled file to this experiment's record."""
         self._last_scan = time.monotonic()
         sources = [_filesystem(self.location)]
-        if trials:  # Tune's staging copy of its own state, on this machine, written before the upload
-            sources.append((pyarrow.fs.LocalFileSystem(), trials[0].storage.experiment_driver_staging_path))
+        storage = getattr(trials[0], "storage", None) if trials else None
+        if storage is not None:  # Tune's staging copy of its own state, on this machine, written before the upload
+            sources.append((pyarrow.fs.LocalFileSystem(), storage.experiment_driver_staging_path))
         changed: dict[str, set[str]] = {}
+        stamps = {}
         for fs, root in sources:
             for relative, info in _pickled_files(fs, root).items():
-                stamp = (info.size, info.mtime_ns)
-                key = f"{root}/{relative}"
+                key, stamp = f"{root}/{relative}", (info.size, info.mtime_ns)
                 if self._seen.get(key) != stamp:
-                    self._seen[key] = stamp
+                    stamps[key] = stamp
                     changed.setdefault(relative, set()).add(_sha256(fs, info.path))
         if not changed:
             return
@@ -137,6 +152,7 @@ class DigestRecorder(tune.Callback):
             known = files.get(relative, [])
             files[relative] = ([d for d in known if d not in digests] + sorted(digests))[-VERSIONS_KEPT:]
         write_json({"location": self.location, "files": files}, record_path(self.location))
+        self._seen.update(stamps)  # only once recorded: a failed write is retried at the next step
 
 
 def verify_experiment(location: str, trust: bool = False) -> None:
