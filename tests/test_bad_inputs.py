@@ -63,7 +63,7 @@ def test_more_cpus_per_trial_than_this_machine_has_is_refused_before_ray(no_ray,
     assert list(tmp_path.iterdir()) == []
 
 
-def test_resources_are_checked_against_live_nodes_and_the_node_types_the_autoscaler_can_start(monkeypatch):
+def test_resources_are_checked_against_live_nodes_and_the_node_types_the_autoscaler_can_start(monkeypatch, caplog):
     """As on cluster.yaml's cluster: a CPU head is running, GPU worker types start on demand."""
     group = SimpleNamespace(name="ray.worker.gpu4", resources={"CPU": 48.0, "GPU": 4.0}, max_count=2)
     never = SimpleNamespace(name="ray.worker.disabled", resources={"CPU": 96.0, "GPU": 8.0}, max_count=0)
@@ -74,7 +74,10 @@ def test_resources_are_checked_against_live_nodes_and_the_node_types_the_autosca
                                                 "Alive": True, "Resources": {"CPU": 8.0}}])
     monkeypatch.setattr(state.state, "get_cluster_config",
                         lambda: SimpleNamespace(node_group_configs=[group, never]))
+    config.check_resources(cpus_per_trial=8, gpus_per_trial=0, workers_per_trial=1)  # fits the live head
+    assert "autoscaler" not in caplog.text
     config.check_resources(cpus_per_trial=8, gpus_per_trial=4, workers_per_trial=1)  # fits a gpu4 node
+    assert "trials wait until the autoscaler starts a node of type ray.worker.gpu4" in caplog.text
     config.check_resources(cpus_per_trial=16, gpus_per_trial=8, workers_per_trial=2)  # one gpu4 node per worker
     with pytest.raises(ValueError, match="fits on no node.*node types its autoscaler may start, from cluster.yaml") \
             as error:

@@ -8,6 +8,7 @@ space), so an impossible value costs a message, not a cluster start-up and a cra
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -20,6 +21,8 @@ from tcnvae.beta_schedules import BETA_SCHEDULES
 from tcnvae.curriculum import check_curriculum_spec, make_curriculum
 from tcnvae.data.pipeline import DataConfig
 from tcnvae.trainer import PRECISIONS
+
+logger = logging.getLogger(__name__)
 
 OBJECTIVES: dict[str, str] = {
     "accuracy": "val/accuracy",
@@ -346,7 +349,12 @@ def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, worker
                                   "if connected, reports none)"))
     asked = f"--cpus-per-trial {cpus_per_trial:g} --gpus-per-trial {gpus_per_trial:g}"
     worker_cpus = cpus_per_trial / workers_per_trial
-    if not any(node.cpus >= worker_cpus and node.gpus >= per_worker for node in nodes):
+    fitting = [node for node in nodes if node.cpus >= worker_cpus and node.gpus >= per_worker]
+    if fitting and all(node.on_demand for node in fitting):
+        logger.warning("%s fits no live node of the Ray cluster; its trials wait until the autoscaler starts a "
+                       "node of type %s (cluster.yaml)", asked, " or ".join(node.name[len("node type "):]
+                                                                          for node in fitting))
+    if not fitting:
         split = f" ({workers_per_trial} workers get {worker_cpus:g} CPU and {per_worker:g} GPU each)" \
             if workers_per_trial > 1 else ""
         raise ValueError(f"{asked}{split} fits on no node of {where} ({listed}), so the trial would wait "
@@ -368,6 +376,7 @@ class NodeCapacity:
     cpus: float
     gpus: float
     count: float = 1
+    on_demand: bool = False  # a node type the autoscaler starts when trials ask for it
 
 
 def cluster_nodes() -> tuple[list[NodeCapacity], str]:
@@ -391,7 +400,8 @@ def cluster_nodes() -> tuple[list[NodeCapacity], str]:
     config = state.state.get_cluster_config()
     startable = [group for group in (config.node_group_configs if config else []) if group.max_count != 0]
     nodes += [NodeCapacity(f"node type {group.name}", group.resources.get("CPU", 0.0), group.resources.get("GPU", 0.0),
-                           math.inf if group.max_count < 0 else group.max_count) for group in startable]
+                           math.inf if group.max_count < 0 else group.max_count, on_demand=True)
+              for group in startable]
     if startable:
         where = (f"the Ray cluster ({len(nodes) - len(startable)} live node(s), and the node types its "
                  "autoscaler may start, from cluster.yaml)")
