@@ -14,11 +14,12 @@ import torch
 
 from tcnvae.checkpoints import load_checkpoint, save_checkpoint, write_json
 from tcnvae.data import load_source
+from tcnvae.data.loaders import WindowLoader
 from tcnvae.model import TCNVAE
 from tcnvae.trainer import OvernightTrainer, TCNVAETrainer
+from tcnvae.tuning.config import validate_config
 from tcnvae.tuning.loop import CHECKPOINT_FILE, TrialState, load_trial_checkpoint, save_trial_checkpoint
-from tcnvae.tuning.replay import load_replay, write_replay
-from tcnvae.data.loaders import WindowLoader
+from tcnvae.tuning.replay import history_entry, load_replay, write_replay
 
 
 def tiny_model(seed: int = 0) -> TCNVAE:
@@ -169,18 +170,13 @@ def test_an_unknown_uci_har_label_is_reported_as_written_in_the_file(tmp_path):
 # -- replay files -----------------------------------------------------------------------------------------
 
 def _replay(tmp_path, edit) -> str:
-    history = [{"epoch": epoch, "lr": 1e-3} for epoch in range(3)]
-    path = write_replay(tmp_path / "replay.json", [{**entry, **{k: v for k, v in _base_mutables().items()
-                                                                if k not in entry}} for entry in history], {})
+    """A replay file of a 3-epoch run, as write_replay writes it, then edited by ``edit(payload)``."""
+    history = [history_entry(epoch, validate_config({})) for epoch in range(3)]
+    path = write_replay(tmp_path / "replay.json", history, {})
     payload = json.loads(path.read_text())
     edit(payload)
     path.write_text(json.dumps(payload))
     return path
-
-
-def _base_mutables() -> dict:
-    from tcnvae.tuning.config import DEFAULT_CONFIG, MUTABLE_KEYS
-    return {key: DEFAULT_CONFIG[key] for key in MUTABLE_KEYS}
 
 
 def test_a_replay_file_that_repeats_an_epoch_is_refused(tmp_path):

@@ -123,7 +123,8 @@ def set_aside(path: Path) -> Path:
     return target
 
 
-def load_newest_intact(candidates: Sequence[Path], map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
+def load_newest_intact(candidates: Sequence[Path],
+                       map_location: str | torch.device = "cpu") -> tuple[Path, dict[str, Any]]:
     """The first readable checkpoint of ``candidates`` (newest first) and its payload.
 
     Each unreadable one before it is named in a warning and set aside (:func:`set_aside`), so the next
