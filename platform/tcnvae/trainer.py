@@ -27,7 +27,9 @@ from tcnvae.beta_schedules import BetaSchedule, Constant, make_beta_schedule
 from tcnvae.checkpoints import (
     atomic_write,
     capture_rng_state,
+    check_writable_folder,
     load_checkpoint,
+    load_newest_intact,
     restore_rng_state,
     save_checkpoint,
 )
@@ -484,9 +486,10 @@ class OvernightTrainer(TCNVAETrainer):
 
     AdamW (lr 3e-4, weight decay 1e-4), cosine annealing with warm restarts (T_0=20, T_mult=2),
     β 0.4, λ_act 2.5, λ_dom 0.05, gradient clipping at 0.8, label smoothing 0.1, patience 50.
-    In ``checkpoint_dir`` it keeps the last ``keep_last`` epoch checkpoints and ``best.pt``, resumes
-    exactly from the newest one (model, optimizer, scheduler, epoch, RNG), prints an ETA each epoch and
-    writes every epoch's metrics to ``metrics.jsonl``.
+    In ``checkpoint_dir`` (checked for writing at construction) it keeps the last
+    ``keep_last`` epoch checkpoints and ``best.pt``, resumes exactly from the newest readable one (model,
+    optimizer, scheduler, epoch, RNG; an unreadable newer one is named, set aside as ``*.corrupt`` and
+    skipped), prints an ETA each epoch and writes every epoch's metrics to ``metrics.jsonl``.
     """
 
     def __init__(self, model: TCNVAE, device: torch.device | str, learning_rate: float = 3e-4,
@@ -503,7 +506,7 @@ class OvernightTrainer(TCNVAETrainer):
         self.grad_clip = 0.8
         self.label_smoothing = 0.1
         self.patience = 50
-        self.checkpoint_dir = Path(checkpoint_dir)
+        self.checkpoint_dir = check_writable_folder(checkpoint_dir, "OvernightTrainer checkpoint_dir")
         self.keep_last = keep_last
         self.best_model_path = self.checkpoint_dir / "best.pt"
         self.log_path = self.checkpoint_dir / "metrics.jsonl"
@@ -511,17 +514,14 @@ class OvernightTrainer(TCNVAETrainer):
         self._epoch_started = 0.0
         self._target_epochs = 0
 
-    def latest_checkpoint(self) -> Path | None:
-        checkpoints = sorted(self.checkpoint_dir.glob("epoch_*.pt"))
-        return checkpoints[-1] if checkpoints else None
-
     def fit(self, train_loader: Iterable, val_loader: Iterable, epochs: int,
             on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
             resume: bool = True) -> list[dict[str, Any]]:
-        """Like :meth:`TCNVAETrainer.fit`, resuming from the newest checkpoint when ``resume``."""
-        latest = self.latest_checkpoint() if resume else None
-        if latest is not None:
-            self.load_checkpoint(latest)
+        """Like :meth:`TCNVAETrainer.fit`, resuming from the newest readable checkpoint when ``resume``."""
+        checkpoints = sorted(self.checkpoint_dir.glob("epoch_*.pt"), reverse=True) if resume else []
+        if checkpoints:
+            latest, state = load_newest_intact(checkpoints, map_location=self.device)
+            self.load_state_dict(state)
             self._say(f"Resumed from {latest} at epoch {self.epoch}")
         self._target_epochs = epochs
         self._epoch_started = time.perf_counter()

@@ -26,9 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
+import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,9 +41,9 @@ import ray
 from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
 
-from tcnvae.checkpoints import read_json_object
+from tcnvae.checkpoints import check_writable_folder, read_json_object
 from tcnvae.data.pipeline import PreparedData, prepare
-from tcnvae.tuning import spaces
+from tcnvae.tuning import provenance, spaces
 from tcnvae.tuning.config import OBJECTIVES, check_resources, data_config, validate_config
 from tcnvae.tuning.results import trial_settings
 from tcnvae.tuning.tensorboard import tune_logger_callbacks
@@ -53,10 +56,22 @@ DEBUG_ENV = "TCNVAE_DEBUG"
 USER_ERRORS = (ValueError, FileNotFoundError)
 """What bad flags, settings and data raise; :func:`run_command` prints these as one ``error:`` line."""
 
+logger = logging.getLogger(__name__)
+
 STORAGE_ENV = "TCNVAE_STORAGE"
 """Environment variable naming the default ``--storage-path``: cluster.yaml sets it on every node."""
 
 _URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Object stores Tune reaches through pyarrow, and the bucket names each allows (S3's and GCS's rules;
+# Azure containers and HDFS hosts are left to pyarrow).
+_BUCKETS = {
+    "s3": re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+    "gs": re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"),
+    "gcs": re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"),
+    "abfs": re.compile(r".+"), "abfss": re.compile(r".+"), "hdfs": re.compile(r".+"),
+}
+CONNECT_SECONDS = 30
+"""How long joining ``--address`` may take before the search gives up (Ray itself retries for minutes)."""
 
 
 def is_uri(location: str) -> bool:
@@ -78,6 +93,21 @@ def storage_location(location: str | Path) -> str:
     if is_uri(text):
         return text.rstrip("/")
     return str(Path(text).expanduser().resolve())
+
+
+def check_storage_uri(uri: str) -> None:
+    """Refuse a storage URI whose scheme pyarrow cannot write or whose bucket name cannot exist, before
+    Ray starts (the bucket's existence and access are only known once Tune writes there)."""
+    scheme, _, rest = uri.partition("://")
+    bucket = rest.split("/", 1)[0]
+    if scheme.lower() not in _BUCKETS:
+        raise ValueError(f"--storage-path {uri}: unknown storage scheme {scheme!r}; expected a local folder or "
+                         f"one of {', '.join(f'{name}://' for name in _BUCKETS)}")
+    if not _BUCKETS[scheme.lower()].match(bucket):
+        placeholder = "; replace cluster.yaml's CHANGE-ME placeholder with your bucket" if "CHANGE-ME" in bucket else ""
+        raise ValueError(f"--storage-path {uri}: {bucket!r} is not a valid {scheme} bucket name (lowercase "
+                         "letters, digits, dots and hyphens, starting and ending with a letter or digit; 3 to 63 "
+                         f"characters on S3){placeholder}")
 
 
 def check_shared_storage(storage: str, shared: bool, nodes: Sequence[Mapping[str, Any]]) -> None:
@@ -167,6 +197,9 @@ def search_parser(description: str) -> argparse.ArgumentParser:
     search.add_argument("--resume", action="store_true",
                         help="continue the interrupted experiment --name: unfinished and errored trials go on "
                              "from their checkpoints, finished ones are not rerun")
+    search.add_argument(provenance.TRUST_FLAG, action="store_true",
+                        help="with --resume: restore even pickled files your own searches are not recorded as "
+                             "having written (README, 'Resuming and trust')")
 
     resources = parser.add_argument_group("resources")
     resources.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default: 1)")
@@ -312,7 +345,13 @@ def search_space(args: argparse.Namespace, config: Mapping[str, Any], space: Map
 
 def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
     """The local experiment folder, ``--storage-path/--name``, checked against ``--resume`` (resume needs
-    it; a new run must not reuse it).
+    it; a new run must not reuse it), all before Ray starts.
+
+    Also refused here: a ``--name`` that would leave ``--storage-path`` (``../x``, ``a/b``); a storage
+    folder that is a file or cannot be written; a storage URI of an unknown scheme or an impossible
+    bucket; and a resume whose pickled files this user's searches did not write
+    (:func:`~tcnvae.tuning.provenance.verify_experiment`). ``--num-samples`` with ``--resume`` is
+    warned about: Tune keeps the trial count the search started with.
 
     With a URI ``--storage-path`` Tune writes the trials to ``<URI>/<name>`` (:func:`tune_storage`)
     and this folder, ``./results/<name>`` on the machine running the search, holds the search's own files
@@ -320,19 +359,36 @@ def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
     """
     storage = storage_location(args.storage_path)
     remote = is_uri(storage)
-    local_root = Path("results").resolve() if remote else Path(storage)
+    if remote:
+        check_storage_uri(storage)
+    local_root = check_writable_folder(Path("results") if remote else storage,
+                                       "results folder" if remote else "--storage-path")
+    if args.name is not None and (args.name in ("", ".", "..") or re.search(r"[/\\]", args.name)):
+        raise ValueError(f"--name {args.name!r}: expected a plain folder name (no '/', '\\', '.' or '..'): the "
+                         f"experiment folder must stay inside --storage-path {storage}")
     if getattr(args, "resume", False):
         if args.name is None:
             raise ValueError("--resume needs --name: the experiment folder under --storage-path to continue")
+        # Warned, not refused: rerunning the very command of the search with --resume added is the usual way.
+        if getattr(args, "num_samples", None) is not None:
+            logger.warning("--num-samples %d is ignored with --resume: Tune restores the search as it was "
+                           "started, trial count included; start a new search (another --name) for more "
+                           "trials", args.num_samples)
         path = local_root / args.name
         if not remote and not path.is_dir():  # a URI's experiment is checked by Tune's restore
             raise FileNotFoundError(f"--resume: no experiment at {path}")
+        provenance.verify_experiment(_experiment_location(args, path), trust=args.trust_experiment)
         return path
     name = args.name or f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = local_root / name
     if path.exists():
         raise ValueError(f"experiment folder {path} exists; pass --resume to continue it or pick another --name")
     return path
+
+
+def _experiment_location(args: argparse.Namespace, experiment: Path) -> str:
+    """Where Tune keeps the experiment's own files: the folder, or ``<URI>/<name>``."""
+    return f"{tune_storage(args, experiment)}/{experiment.name}"
 
 
 def tune_storage(args: argparse.Namespace, experiment: Path) -> str:
@@ -345,18 +401,52 @@ def tune_storage(args: argparse.Namespace, experiment: Path) -> str:
 def start_ray(args: argparse.Namespace, config: Mapping[str, Any]) -> None:
     """Check the trial resources and start Ray (or join ``--address``); a running Ray is reused.
 
-    When joining a cluster the GPU check counts the cluster's GPUs, so it runs after connecting;
-    on one machine it runs before Ray starts. Once connected, a local ``--storage-path`` is refused on
+    When joining a cluster the resource check counts the cluster's nodes (and the node types its
+    autoscaler may start), so it runs after connecting (:func:`join_cluster`, bounded in time); on one
+    machine it runs before Ray starts. Once connected, a local ``--storage-path`` is refused on
     a multi-node cluster unless ``--shared-storage`` (:func:`check_shared_storage`). A cluster that
     autoscales from zero has one node when the search starts, so the check cannot see the workers to
     come: there the storage comes from ``TCNVAE_STORAGE`` (cluster.yaml sets an S3 URI).
     """
     if args.address is not None and not ray.is_initialized():
-        ray.init(address=args.address)
+        join_cluster(args.address)
     check_resources(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
     if not ray.is_initialized():
         ray.init()
     check_shared_storage(storage_location(args.storage_path), args.shared_storage, ray.nodes())
+
+
+def join_cluster(address: str) -> None:
+    """``ray.init(address=...)``, failing within :data:`CONNECT_SECONDS` instead of Ray's minutes of retries.
+
+    A ``HOST:PORT`` (or ``ray://HOST:PORT``) nobody listens on is refused at once. Beyond that, Ray's
+    connection retries run in native code where neither Ctrl-C nor SIGTERM is handled, so a watchdog
+    ends the process with an error (exit status 2) if joining has not finished in time.
+    """
+    if address not in ("auto", "local"):
+        host, separator, port = address.split("://", 1)[-1].rpartition(":")
+        if not separator or not host or not port.isdigit():
+            raise ValueError(f"--address {address!r}: expected HOST:PORT (the head's GCS port, 6379 by default), "
+                             "ray://HOST:PORT or auto")
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except OSError as error:
+            raise ValueError(f"--address {address}: no Ray cluster answers there ({error.strerror or error}). "
+                             "Start one with `ray start --head`, check the host and port, or leave --address out "
+                             "to start Ray on this machine") from None
+
+    def give_up() -> None:
+        print(f"error: --address {address}: joining the Ray cluster did not finish in {CONNECT_SECONDS} s; is it "
+              "a Ray head's GCS port, and of Ray's version on both sides?", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    watchdog = threading.Timer(CONNECT_SECONDS, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        ray.init(address=address)
+    finally:
+        watchdog.cancel()
 
 
 def new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], param_space: dict[str, Any], *,
@@ -381,7 +471,9 @@ def new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, A
                                     max_concurrent_trials=args.max_concurrent, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=experiment.name, storage_path=tune_storage(args, experiment),
-                                  callbacks=tune_logger_callbacks(), checkpoint_config=checkpoint_config,
+                                  callbacks=[*tune_logger_callbacks(),
+                                             provenance.DigestRecorder(_experiment_location(args, experiment))],
+                                  checkpoint_config=checkpoint_config,
                                   failure_config=tune.FailureConfig(max_failures=args.max_failures), stop=stop,
                                   sync_config=tune.SyncConfig(sync_artifacts=True),
                                   verbose=1),  # trial status tables; 2 also prints every result
@@ -396,8 +488,10 @@ def restore_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[st
     """
     tune_logger_callbacks()  # switches Ray's TensorBoard logger off in this process too
     trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
-    return tune.Tuner.restore(f"{tune_storage(args, experiment)}/{experiment.name}", trainable,
-                              resume_unfinished=True, resume_errored=True)
+    location = _experiment_location(args, experiment)
+    if not args.trust_experiment:  # checked again just before Tune unpickles: it may have changed since
+        provenance.verify_experiment(location)
+    return tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
 
 
 def trial_dirname(trial: Any) -> str:

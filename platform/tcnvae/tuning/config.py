@@ -8,9 +8,10 @@ space), so an impossible value costs a message, not a cluster start-up and a cra
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from numbers import Integral, Real
 from typing import Any
 
@@ -20,6 +21,8 @@ from tcnvae.beta_schedules import BETA_SCHEDULES
 from tcnvae.curriculum import check_curriculum_spec, make_curriculum
 from tcnvae.data.pipeline import DataConfig
 from tcnvae.trainer import PRECISIONS
+
+logger = logging.getLogger(__name__)
 
 OBJECTIVES: dict[str, str] = {
     "accuracy": "val/accuracy",
@@ -319,9 +322,11 @@ def beta_schedule_params(config: Mapping[str, Any]) -> dict[str, Any]:
 def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers_per_trial: int = 1) -> None:
     """Refuse trial resources the cluster can never grant, before anything starts.
 
-    A trial asking for a GPU on a machine without one would sit pending forever in Tune. GPUs are
-    counted on the connected Ray cluster when there is one, else on this machine. A multi-worker trial
-    splits its CPUs and GPUs evenly across its workers; more than one GPU per worker must be whole.
+    A trial asking for more CPUs or GPUs than any node has would sit pending forever in Tune. Counted on
+    the connected Ray cluster when there is one (its live nodes, and the node types its autoscaler may
+    start: cluster.yaml's, when it autoscales), else on this machine. A multi-worker trial splits its
+    CPUs and GPUs evenly across its workers, each of which must fit on one node; more than one GPU per
+    worker must be whole.
     """
     problems = []
     if not _is_int(workers_per_trial) or workers_per_trial < 1:
@@ -337,22 +342,68 @@ def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, worker
         raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
                                   f"a whole number of GPUs per worker when above 1 "
                                   f"({workers_per_trial} workers get {per_worker} each)"))
-    if gpus_per_trial > 0:
-        available = available_gpus()
-        if available == 0:
-            raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
-                                      "0 on this machine: it has no GPU (no CUDA device, and the Ray "
-                                      "cluster, if connected, reports none)"))
-        if per_worker > available:
-            raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
-                                      f"at most {available} GPU(s) per worker, which is all there is"))
+    nodes, where = cluster_nodes()
+    listed = "; ".join(f"{node.name}: {node.cpus:g} CPU, {node.gpus:g} GPU" for node in nodes)
+    if gpus_per_trial > 0 and not any(node.gpus > 0 for node in nodes):
+        raise ValueError(_problem("gpus_per_trial", gpus_per_trial,
+                                  f"0: there is no GPU on {where} (no CUDA device, and the Ray cluster, "
+                                  "if connected, reports none)"))
+    asked = f"--cpus-per-trial {cpus_per_trial:g} --gpus-per-trial {gpus_per_trial:g}"
+    worker_cpus = cpus_per_trial / workers_per_trial
+    fitting = [node for node in nodes if node.cpus >= worker_cpus and node.gpus >= per_worker]
+    if fitting and all(node.on_demand for node in fitting):
+        logger.warning("%s fits no live node of the Ray cluster; its trials wait until the autoscaler starts a "
+                       "node of type %s (cluster.yaml)", asked, " or ".join(node.name[len("node type "):]
+                                                                          for node in fitting))
+    if not fitting:
+        split = f" ({workers_per_trial} workers get {worker_cpus:g} CPU and {per_worker:g} GPU each)" \
+            if workers_per_trial > 1 else ""
+        raise ValueError(f"{asked}{split} fits on no node of {where} ({listed}), so the trial would wait "
+                         "forever; ask for at most what one node has, or join a bigger cluster with --address")
+    total_cpus = sum(node.cpus * node.count for node in nodes)
+    total_gpus = sum(node.gpus * node.count for node in nodes)
+    if cpus_per_trial > total_cpus or gpus_per_trial > total_gpus:
+        raise ValueError(f"{asked} --workers-per-trial {workers_per_trial}: each worker fits on a node, but "
+                         f"{where} has {total_cpus:g} CPU and {total_gpus:g} GPU in all ({listed}), so the "
+                         "trial would wait forever; ask for fewer workers or resources")
 
 
-def available_gpus() -> float:
-    """GPUs of the connected Ray cluster, or of this machine when Ray is not running."""
+@dataclass(frozen=True)
+class NodeCapacity:
+    """What one node offers trials, and how many such nodes there can be (an autoscaler node type's
+    ``max_workers``; infinite when unlimited)."""
+
+    name: str
+    cpus: float
+    gpus: float
+    count: float = 1
+    on_demand: bool = False  # a node type the autoscaler starts when trials ask for it
+
+
+def cluster_nodes() -> tuple[list[NodeCapacity], str]:
+    """The nodes a trial could run on, and where they were counted.
+
+    Without Ray: this machine, as ``ray.init()`` would count it (CPU limits of a container included).
+    With Ray: each live node, plus each node type the autoscaler may still start (read from the
+    cluster config the autoscaler publishes, i.e. cluster.yaml's ``available_node_types``).
+    """
     import ray
     import torch
+    from ray._private import state, utils  # Ray's own counts: what the scheduler will see
 
-    if ray.is_initialized():
-        return float(ray.cluster_resources().get("GPU", 0))
-    return float(torch.cuda.device_count())
+    if not ray.is_initialized():
+        return [NodeCapacity("this machine", float(utils.get_num_cpus()), float(torch.cuda.device_count()))], \
+            "this machine"
+    nodes = [NodeCapacity(f"node {node['NodeManagerAddress']} {node['NodeID'][:8]}",
+                          node["Resources"].get("CPU", 0.0), node["Resources"].get("GPU", 0.0))
+             for node in ray.nodes() if node["Alive"]]
+    where = f"the Ray cluster ({len(nodes)} live node(s))"
+    config = state.state.get_cluster_config()
+    startable = [group for group in (config.node_group_configs if config else []) if group.max_count != 0]
+    nodes += [NodeCapacity(f"node type {group.name}", group.resources.get("CPU", 0.0), group.resources.get("GPU", 0.0),
+                           math.inf if group.max_count < 0 else group.max_count, on_demand=True)
+              for group in startable]
+    if startable:
+        where = (f"the Ray cluster ({len(nodes) - len(startable)} live node(s), and the node types its "
+                 "autoscaler may start, from cluster.yaml)")
+    return nodes, where

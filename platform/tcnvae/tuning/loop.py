@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import torch
 from torch import nn, optim
 
 from tcnvae.beta_schedules import make_beta_schedule
-from tcnvae.checkpoints import load_checkpoint, save_checkpoint
+from tcnvae.checkpoints import load_newest_intact, save_checkpoint
 from tcnvae.curriculum import CurriculumRunner, grouped_optimizer, make_curriculum
 from tcnvae.data.loaders import WindowLoader
 from tcnvae.data.pipeline import PreparedData, prepare
@@ -53,6 +54,7 @@ from tcnvae.tuning.tensorboard import (
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "trial_state.pt"
+_TUNE_CHECKPOINT = re.compile(r"checkpoint_\d{6}")  # Tune's folder of a trial's n-th checkpoint
 
 Report = Callable[[dict[str, float], Path | None], None]
 """Receives each epoch's metrics and the checkpoint directory (None on ranks that write none); the
@@ -234,8 +236,20 @@ def save_trial_checkpoint(directory: Path, trainer: TCNVAETrainer, state: TrialS
 
 
 def load_trial_checkpoint(directory: str | Path, trainer: TCNVAETrainer) -> TrialState:
-    """Restore ``trainer`` (weights, optimizer, scheduler, epoch, RNG) from a checkpoint directory."""
-    payload = load_checkpoint(Path(directory) / CHECKPOINT_FILE, map_location=trainer.device)
+    """Restore ``trainer`` (weights, optimizer, scheduler, epoch, RNG) from a checkpoint directory.
+
+    An unreadable checkpoint file is named and set aside, and the trial goes on from the newest
+    readable older checkpoint beside it (Tune's numbered ``checkpoint_000123`` folders of the same
+    trial), if any. A copy Tune downloaded elsewhere has no such neighbours: it has no fallback.
+    """
+    directory = Path(directory)
+    older = []
+    if _TUNE_CHECKPOINT.fullmatch(directory.name):
+        older = sorted((sibling for sibling in directory.parent.iterdir()
+                        if _TUNE_CHECKPOINT.fullmatch(sibling.name) and sibling.name < directory.name), reverse=True)
+    candidates = [directory / CHECKPOINT_FILE, *(sibling / CHECKPOINT_FILE for sibling in older
+                                                 if (sibling / CHECKPOINT_FILE).is_file())]
+    _, payload = load_newest_intact(candidates, map_location=trainer.device)
     trainer.load_state_dict(payload["trainer"])
     return TrialState(list(payload["hyperparameter_history"]), dict(payload["curriculum"]))
 

@@ -54,11 +54,26 @@ def write_replay(path: str | Path, history: Sequence[Mapping[str, Any]], base_co
 
 
 def load_replay(path: str | Path) -> dict[str, Any]:
-    """The validated trial config of a replay file, with its ``replay_schedule`` set."""
+    """The validated trial config of a replay file, with its ``replay_schedule`` set.
+
+    Refuses a schedule that names an epoch twice (which values would win is arbitrary) or names epochs
+    the run never reaches (``max_epochs``): an edited file that does either would silently replay
+    something else than it says.
+    """
     payload = read_json_object(path, "replay file")
     if payload.get("format") != REPLAY_FORMAT:
         raise ValueError(f"{path} is not a replay file (expected a JSON object with format {REPLAY_FORMAT!r})")
     try:
-        return validate_config({**payload["base_config"], "replay_schedule": payload["schedule"]})
+        config = validate_config({**payload["base_config"], "replay_schedule": payload["schedule"]})
     except (KeyError, ValueError) as error:
         raise ValueError(f"replay file {path} is malformed: {error}") from None
+    epochs = [entry["epoch"] for entry in config["replay_schedule"]]
+    repeated = sorted({epoch for epoch in epochs if epochs.count(epoch) > 1})
+    if repeated:
+        raise ValueError(f"replay file {path} lists epochs {repeated} more than once; keep one entry per epoch")
+    beyond = sorted(epoch for epoch in epochs if epoch >= config["max_epochs"])
+    if beyond:
+        raise ValueError(f"replay file {path} sets epochs {beyond}, but its run has max_epochs="
+                         f"{config['max_epochs']} (epochs 0..{config['max_epochs'] - 1}); drop those entries or "
+                         "raise base_config.max_epochs")
+    return config

@@ -32,7 +32,7 @@ import numpy as np
 from tcnvae.data.recordings import ACC, GYRO, UNLABELLED, Recording
 from tcnvae.data.sources import uci_har
 from tcnvae.data.sources.download import Archive
-from tcnvae.data.sources.parsing import map_codes, read_table
+from tcnvae.data.sources.parsing import map_codes, read_npz, read_table
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +84,9 @@ def _log_transitions(recordings_codes: list[np.ndarray], include_transitions: bo
 def load_npz(path: str | Path, *, include_transitions: bool = True) -> list[Recording]:
     """Recordings from the pre-extracted file (keys signals, labels, offsets, user)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"HAPT recordings file {path} not found")
-    with np.load(path, allow_pickle=False) as archive:
-        missing = {"signals", "labels", "offsets", "user"} - set(archive.files)
-        if missing:
-            raise ValueError(
-                f"{path} lacks keys {sorted(missing)}; expected signals, labels, offsets, user"
-            )
-        signals, codes = archive["signals"], archive["labels"].astype(np.int64)
-        offsets, users = archive["offsets"].astype(np.int64), archive["user"]
+    arrays = read_npz(path, ("signals", "labels", "offsets", "user"), what="HAPT recordings file")
+    signals, codes = arrays["signals"], arrays["labels"].astype(np.int64)
+    offsets, users = arrays["offsets"].astype(np.int64), arrays["user"]
     if (
         signals.ndim != 2
         or signals.shape[1] != len(CHANNEL_NAMES)

@@ -1,5 +1,6 @@
-"""What every dataset parser needs: reading numeric text tables with errors that name the file,
-mapping a dataset's raw label codes to canonical activities, and cutting signals into segments.
+"""What every dataset parser needs: reading numeric text tables and ``.npz`` archives with errors that
+name the file and the problem, mapping a dataset's raw label codes to canonical activities, and
+cutting signals into segments.
 
 Raw codes are mapped through each source's ``ACTIVITY_MAP`` by meaning; a code outside the map becomes
 unlabelled and is *counted in the log*, so nothing disappears silently.
@@ -8,6 +9,7 @@ unlabelled and is *counted in the log*, so nothing disappears silently.
 from __future__ import annotations
 
 import logging
+import zipfile
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
@@ -38,6 +40,33 @@ def read_table(path: Path, columns: int, *, what: str, delimiter: str | None = N
     if table.shape[1] != columns:
         raise ValueError(f"{what} {path} has {table.shape[1]} columns, expected {columns}")
     return table
+
+
+def read_npz(path: Path, keys: Collection[str], *, what: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of a ``.npz`` archive, read whole; nothing pickled is ever loaded.
+
+    A file that is not a zip archive (a text or CSV file renamed ``.npz``) or a torn one gets a message
+    saying so: numpy's own ("contains pickled data ... allow_pickle") would invite an unsafe fix.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} not found")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{what} {path} is not a valid .npz archive (not a zip file: truncated, or another "
+                         "format renamed .npz); write it with numpy.savez")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = sorted(set(keys) - set(archive.files))
+            if missing:
+                raise ValueError(f"{what} {path} lacks keys {missing}; expected {', '.join(keys)}")
+            return {key: archive[key] for key in keys}
+    except (zipfile.BadZipFile, EOFError, OSError) as error:
+        raise ValueError(f"{what} {path} is truncated or corrupt ({error}); write it again with numpy.savez") from None
+    except ValueError as error:
+        if "pickled" in str(error):  # an object array inside the archive
+            raise ValueError(f"{what} {path} holds an object (pickled) array, which is never loaded: "
+                             "store numbers and strings as plain numpy arrays") from None
+        raise
 
 
 def map_codes(

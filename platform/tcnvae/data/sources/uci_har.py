@@ -30,7 +30,7 @@ import numpy as np
 
 from tcnvae.data.recordings import ACC, BODY_ACC, GYRO
 from tcnvae.data.sources.download import Archive
-from tcnvae.data.sources.parsing import read_table
+from tcnvae.data.sources.parsing import read_npz, read_table
 from tcnvae.data.taxonomy import label_space
 from tcnvae.data.windows import WindowSet
 
@@ -87,13 +87,8 @@ def _window_set(
 def load_npz(path: str | Path) -> WindowSet:
     """The pre-extracted windows file (keys x, y, subject; see the module docstring)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"UCI-HAR windows file {path} not found")
-    with np.load(path, allow_pickle=False) as archive:
-        missing = {"x", "y", "subject"} - set(archive.files)
-        if missing:
-            raise ValueError(f"{path} lacks keys {sorted(missing)}; expected x, y, subject")
-        x, y, subject = archive["x"], archive["y"], archive["subject"]
+    arrays = read_npz(path, ("x", "y", "subject"), what="UCI-HAR windows file")
+    x, y, subject = arrays["x"], arrays["y"], arrays["subject"]
     expected = (len(CHANNEL_NAMES), WINDOW_LENGTH)
     if x.ndim != 3 or x.shape[1:] != expected:
         raise ValueError(
@@ -103,6 +98,11 @@ def load_npz(path: str | Path) -> WindowSet:
         raise ValueError(
             f"{path}: y {y.shape} and subject {subject.shape} must both be ({len(x)},)"
         )
+    valid = sorted(code - 1 for code in ACTIVITY_MAP)
+    unknown = sorted(set(np.unique(y).tolist()) - set(valid))
+    if unknown:  # in the file's own terms: y holds the activity code minus one
+        raise ValueError(f"{path}: y values {unknown} are not UCI-HAR activities; y holds the activity "
+                         f"code minus one, {valid[0]}..{valid[-1]}")
     return _window_set(np.transpose(x, (0, 2, 1)), y.astype(np.int64) + 1, subject, str(path))
 
 
