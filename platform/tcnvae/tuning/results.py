@@ -24,6 +24,8 @@ from typing import Any
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from tcnvae.checkpoints import atomic_write, write_json
+from tcnvae.tuning.importance import report_importance
+from tcnvae.tuning.tensorboard import write_search_end
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +162,9 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
         for row in candidates:
             print("  " + row["trial"] + ": " + ", ".join(f"{m}={_format(row[m])}" for m in metrics))
         print(f"Pareto front: {experiment / 'pareto_front.csv'}")
+    # TensorBoard's end-of-search view: sessions ended with their status, leaderboard and importance as Text.
+    importance = report_importance(experiment, rows, hyperparameters, metrics[0])
+    write_search_end(experiment, rows, best, hyperparameters, metrics, importance)
     print(f"\nLeaderboard ({len(rows)} trials): {experiment / 'leaderboard.csv'}")
     print(f"Best config: {experiment / 'best_config.json'}")
     print(f"Results folder: {experiment}")

@@ -1,0 +1,190 @@
+"""Screenshot of TensorBoard's HParams parallel-coordinates view of a search, in headless Chromium.
+
+What the README shows is what a user sees: this starts TensorBoard on the experiment folder (bound
+to 127.0.0.1 only), opens its HParams dashboard in headless Chromium, switches to the parallel
+coordinates view, and saves a PNG. It drives the browser through the DevTools protocol (aiohttp's
+websocket client, which Ray installs), because the view is a tab inside the dashboard that no URL
+selects. TensorBoard ticks the first five declared hyperparameters (alphabetically) and the first five
+metrics; ``--tick-all`` also ticks the remaining searched hyperparameters (the sixth, ``lr``, of the
+loss-weight search), as a user would with one click in the sidebar. It prints the dashboard's column
+headings so a run without a display can be checked too.
+
+    python searches/loss_weights.py --name readme --num-samples 8 --max-epochs 4
+    python docs/hparams_screenshot.py results/readme --output docs/hparams_parallel_coordinates.png
+
+Needs Chromium (Debian: ``apt-get install chromium``; or ``--chromium PATH``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+# JavaScript helpers run in the page: TensorBoard's dashboards are web components, so elements
+# live in nested shadow roots that document.querySelector does not reach.
+DEEP_QUERY = """
+function deepAll(selector, root = document, found = []) {
+  for (const element of root.querySelectorAll('*')) {
+    if (element.matches(selector)) found.push(element);
+    if (element.shadowRoot) deepAll(selector, element.shadowRoot, found);
+  }
+  return found;
+}
+"""
+OPEN_PARALLEL_COORDINATES = DEEP_QUERY + """
+(() => {
+  const tab = deepAll('paper-tab').find(t => /parallel coordinates/i.test(t.textContent));
+  if (!tab) return 'no tab';
+  tab.click();
+  return 'ok';
+})()
+"""
+TICK_ALL_HPARAMS = DEEP_QUERY + """
+(() => {
+  const pane = deepAll('tf-hparams-query-pane')[0];
+  if (!pane) return [];
+  const ticked = [];
+  for (const box of deepAll('paper-checkbox', pane.shadowRoot)) {
+    const label = box.textContent.trim();
+    if (box.closest && box.id === 'hparam-checkbox' || /hparam/.test(box.className)) {
+      if (!box.checked) { box.click(); ticked.push(label); }
+    }
+  }
+  return ticked;
+})()
+"""
+SIDEBAR_STATE = DEEP_QUERY + """
+(() => {
+  const pane = deepAll('tf-hparams-query-pane')[0];
+  if (!pane) return null;
+  return deepAll('paper-checkbox', pane.shadowRoot).map(b => [b.textContent.trim(), b.checked, b.id, b.className]);
+})()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, timeout: float, what: str) -> bytes:
+    """GET ``url`` until it answers (a server starting up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{what} did not answer at {url} within {timeout:.0f} s") from None
+            time.sleep(0.5)
+
+
+class DevTools:
+    """A minimal DevTools-protocol client: send a command, wait for its reply."""
+
+    def __init__(self, socket_: aiohttp.ClientWebSocketResponse):
+        self.socket = socket_
+        self.next_id = 0
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        await self.socket.send_json({"id": self.next_id, "method": method, "params": params})
+        while True:
+            message = json.loads((await self.socket.receive()).data)
+            if message.get("id") == self.next_id:
+                if "error" in message:
+                    raise RuntimeError(f"DevTools {method}: {message['error']}")
+                return message["result"]
+
+    async def evaluate(self, expression: str) -> Any:
+        result = await self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        return result["result"].get("value")
+
+    async def until(self, expression: str, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = await self.evaluate(expression)
+            if value not in (None, "no tab", [], False):
+                return value
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"TensorBoard page: {what} did not appear within {timeout:.0f} s")
+
+
+async def capture(page_socket_url: str, dashboard: str, output: Path, tick_all: bool, settle: float) -> None:
+    async with aiohttp.ClientSession() as session, session.ws_connect(page_socket_url, max_msg_size=0) as ws:
+        tools = DevTools(ws)
+        await tools.call("Page.enable")
+        await tools.call("Page.navigate", url=dashboard)
+        await tools.until(SIDEBAR_STATE, 90, "the HParams sidebar")
+        await tools.until(OPEN_PARALLEL_COORDINATES, 30, "the parallel coordinates tab")
+        if tick_all:
+            before = await tools.evaluate(SIDEBAR_STATE)
+            print("sidebar before:", before)
+            print("ticked:", await tools.evaluate(TICK_ALL_HPARAMS))
+        await asyncio.sleep(settle)  # the view draws its axes and lines after the data arrives
+        print("sidebar:", await tools.evaluate(SIDEBAR_STATE))
+        shot = await tools.call("Page.captureScreenshot", format="png")
+    import base64
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_bytes(base64.b64decode(shot["data"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("logdir", type=Path, help="the experiment folder of a search (results/<name>)")
+    parser.add_argument("--output", type=Path, default=Path("docs/hparams_parallel_coordinates.png"))
+    parser.add_argument("--chromium", default=shutil.which("chromium") or shutil.which("chromium-browser") or "")
+    parser.add_argument("--window", default="1500,950", help="browser window size WIDTH,HEIGHT (default: 1500,950)")
+    parser.add_argument("--tick-all", action=argparse.BooleanOptionalAction, default=True,
+                        help="tick every declared hyperparameter, not only the first five (default: on)")
+    parser.add_argument("--settle", type=float, default=6.0, help="seconds to let the view draw (default: 6)")
+    args = parser.parse_args(argv)
+    if not (args.logdir / "leaderboard.csv").is_file():
+        parser.error(f"{args.logdir} has no leaderboard.csv: pass the experiment folder of a finished search")
+    if not args.chromium or not Path(args.chromium).exists():
+        parser.error("no Chromium found: install it (apt-get install chromium) or pass --chromium PATH")
+
+    board_port, devtools_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory(prefix="tcnvae-chromium-") as profile:
+        tensorboard = subprocess.Popen(
+            [sys.executable, "-m", "tensorboard.main", "--logdir", str(args.logdir), "--host", "127.0.0.1",
+             "--port", str(board_port), "--reload_interval", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        browser = subprocess.Popen(
+            [args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}", f"--window-size={args.window}", "--hide-scrollbars",
+             f"--remote-debugging-port={devtools_port}", "--remote-debugging-address=127.0.0.1", "about:blank"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(f"http://127.0.0.1:{board_port}/data/runs", 120, "TensorBoard")
+            targets = json.loads(wait_for(f"http://127.0.0.1:{devtools_port}/json/list", 60, "Chromium"))
+            page = next(target for target in targets if target["type"] == "page")
+            asyncio.run(capture(page["webSocketDebuggerUrl"], f"http://127.0.0.1:{board_port}/#hparams",
+                                args.output, args.tick_all, args.settle))
+        finally:
+            browser.terminate()
+            tensorboard.terminate()
+            browser.wait(timeout=30)
+            tensorboard.wait(timeout=30)
+    print(f"Screenshot: {args.output} ({args.output.stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
