@@ -6,8 +6,9 @@ coordinates view, and saves a PNG. It drives the browser through the DevTools pr
 websocket client, which Ray installs), because the view is a tab inside the dashboard that no URL
 selects. TensorBoard ticks the first five declared hyperparameters (alphabetically) and the first five
 metrics; ``--tick-all`` also ticks the remaining searched hyperparameters (the sixth, ``lr``, of the
-loss-weight search), as a user would with one click in the sidebar. It prints the dashboard's column
-headings so a run without a display can be checked too.
+loss-weight search), as a user would with one click in the sidebar, and the log-searched axes are
+switched to a log scale. It prints the columns shown on first open and in the screenshot, and the
+browser console's warnings, so a run without a display can be checked too.
 
     python searches/loss_weights.py --name readme --num-samples 8 --max-epochs 4
     python docs/hparams_screenshot.py results/readme --output docs/hparams_parallel_coordinates.png
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import shutil
 import socket
@@ -54,22 +56,30 @@ OPEN_PARALLEL_COORDINATES = DEEP_QUERY + """
 TICK_ALL_HPARAMS = DEEP_QUERY + """
 (() => {
   const pane = deepAll('tf-hparams-query-pane')[0];
-  if (!pane) return [];
   const ticked = [];
-  for (const box of deepAll('paper-checkbox', pane.shadowRoot)) {
-    const label = box.textContent.trim();
-    if (box.closest && box.id === 'hparam-checkbox' || /hparam/.test(box.className)) {
-      if (!box.checked) { box.click(); ticked.push(label); }
-    }
+  for (const box of deepAll('paper-checkbox.hparam-checkbox', pane.shadowRoot)) {
+    if (!box.checked) { box.click(); ticked.push(box.textContent.trim()); }
   }
   return ticked;
 })()
 """
-SIDEBAR_STATE = DEEP_QUERY + """
+# Each numeric axis of the parallel-coordinates view has a scale chooser; its log button's id names the column.
+LOG_AXES = DEEP_QUERY + """
+((names) => names.filter(name => {
+  const button = deepAll(`paper-radio-button[id="logScaleButton_${name}"]`)[0];
+  if (!button || button.disabled) return false;
+  button.click();
+  return true;
+}))(NAMES)
+"""
+# The ticked (shown) hyperparameter and metric columns, once the sidebar has loaded.
+SHOWN_COLUMNS = DEEP_QUERY + """
 (() => {
   const pane = deepAll('tf-hparams-query-pane')[0];
   if (!pane) return null;
-  return deepAll('paper-checkbox', pane.shadowRoot).map(b => [b.textContent.trim(), b.checked, b.id, b.className]);
+  const shown = cls => deepAll(`paper-checkbox.${cls}`, pane.shadowRoot).filter(b => b.checked).map(b => b.textContent.trim());
+  const hparams = shown('hparam-checkbox');
+  return hparams.length ? {hyperparameters: hparams, metrics: shown('metric-checkbox')} : null;
 })()
 """
 
@@ -94,17 +104,22 @@ def wait_for(url: str, timeout: float, what: str) -> bytes:
 
 
 class DevTools:
-    """A minimal DevTools-protocol client: send a command, wait for its reply."""
+    """A minimal DevTools-protocol client: send a command, wait for its reply; keeps the page's
+    console warnings and errors (TensorBoard logs malformed HParams data there)."""
 
     def __init__(self, socket_: aiohttp.ClientWebSocketResponse):
         self.socket = socket_
         self.next_id = 0
+        self.console: list[str] = []
 
     async def call(self, method: str, **params: Any) -> dict[str, Any]:
         self.next_id += 1
         await self.socket.send_json({"id": self.next_id, "method": method, "params": params})
         while True:
             message = json.loads((await self.socket.receive()).data)
+            if message.get("method") == "Runtime.consoleAPICalled" and message["params"]["type"] in ("warning", "error"):
+                self.console.append(" ".join(str(arg.get("value", arg.get("description", "")))
+                                             for arg in message["params"]["args"]))
             if message.get("id") == self.next_id:
                 if "error" in message:
                     raise RuntimeError(f"DevTools {method}: {message['error']}")
@@ -118,28 +133,30 @@ class DevTools:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = await self.evaluate(expression)
-            if value not in (None, "no tab", [], False):
+            if value not in (None, "no tab"):
                 return value
             await asyncio.sleep(0.5)
         raise TimeoutError(f"TensorBoard page: {what} did not appear within {timeout:.0f} s")
 
 
-async def capture(page_socket_url: str, dashboard: str, output: Path, tick_all: bool, settle: float) -> None:
+async def capture(page_socket_url: str, dashboard: str, output: Path, tick_all: bool, log_axes: list[str],
+                  settle: float) -> None:
     async with aiohttp.ClientSession() as session, session.ws_connect(page_socket_url, max_msg_size=0) as ws:
         tools = DevTools(ws)
-        await tools.call("Page.enable")
+        await tools.call("Runtime.enable")
         await tools.call("Page.navigate", url=dashboard)
-        await tools.until(SIDEBAR_STATE, 90, "the HParams sidebar")
+        shown = await tools.until(SHOWN_COLUMNS, 90, "the HParams sidebar")
+        print(f"on first open: hyperparameters {shown['hyperparameters']}, metrics {shown['metrics']}")
         await tools.until(OPEN_PARALLEL_COORDINATES, 30, "the parallel coordinates tab")
         if tick_all:
-            before = await tools.evaluate(SIDEBAR_STATE)
-            print("sidebar before:", before)
-            print("ticked:", await tools.evaluate(TICK_ALL_HPARAMS))
+            print(f"ticked: {await tools.evaluate(TICK_ALL_HPARAMS)}")
+        await asyncio.sleep(1)  # the view rebuilds its axes for the new columns
+        print(f"log-scale axes: {await tools.evaluate(LOG_AXES.replace('NAMES', json.dumps(log_axes)))}")
         await asyncio.sleep(settle)  # the view draws its axes and lines after the data arrives
-        print("sidebar:", await tools.evaluate(SIDEBAR_STATE))
+        shown = await tools.evaluate(SHOWN_COLUMNS)
+        print(f"in the screenshot: hyperparameters {shown['hyperparameters']}, metrics {shown['metrics']}")
+        print(f"browser console: {len(tools.console)} warnings/errors" + "".join(f"\n  {line}" for line in tools.console))
         shot = await tools.call("Page.captureScreenshot", format="png")
-    import base64
-
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(base64.b64decode(shot["data"]))
 
@@ -152,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", default="1500,950", help="browser window size WIDTH,HEIGHT (default: 1500,950)")
     parser.add_argument("--tick-all", action=argparse.BooleanOptionalAction, default=True,
                         help="tick every declared hyperparameter, not only the first five (default: on)")
+    parser.add_argument("--log-axis", nargs="*", default=["lr", "lambda_dom"], metavar="NAME",
+                        help="axes drawn on a log scale, as searched (default: lr lambda_dom)")
     parser.add_argument("--settle", type=float, default=6.0, help="seconds to let the view draw (default: 6)")
     args = parser.parse_args(argv)
     if not (args.logdir / "leaderboard.csv").is_file():
@@ -176,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             targets = json.loads(wait_for(f"http://127.0.0.1:{devtools_port}/json/list", 60, "Chromium"))
             page = next(target for target in targets if target["type"] == "page")
             asyncio.run(capture(page["webSocketDebuggerUrl"], f"http://127.0.0.1:{board_port}/#hparams",
-                                args.output, args.tick_all, args.settle))
+                                args.output, args.tick_all, args.log_axis, args.settle))
         finally:
             browser.terminate()
             tensorboard.terminate()

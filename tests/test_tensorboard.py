@@ -114,7 +114,8 @@ def test_session_ends_follow_the_leaderboard_and_a_trials_own_end_is_kept(tmp_pa
         hparams_content(Path(rows[1]["path"]))[hparams_metadata.SESSION_END_INFO_TAG])
     assert end.end_time_secs == 1_800_000_002  # no epoch logged: the trial's last report
     leaderboard = text(tmp_path, LEADERBOARD_TAG)
-    assert f"| ★ {rows[0]['trial']} | completed |" in leaderboard and "| 2 | 002_lr=0.001 | stopped early |" in leaderboard
+    assert f"**{rows[0]['trial']}**" in leaderboard
+    assert "| 1 | ★ 001 | completed |" in leaderboard and "| 2 | 002 | stopped early |" in leaderboard
     assert "| lr | 1 |" in text(tmp_path, IMPORTANCE_TAG)
 
 
@@ -138,7 +139,7 @@ def test_the_experiment_summary_declares_only_the_searched_keys_objective_first(
     experiment = hparams_metadata.parse_experiment_plugin_data(hparams_content(tmp_path)[hparams_metadata.EXPERIMENT_TAG])
     assert [info.name for info in experiment.hparam_infos] == ["lr"]
     assert experiment.metric_infos[0].name.tag == "val/worst_domain_accuracy"
-    fixed = text(tmp_path, "search/fixed_settings")
+    fixed = text(tmp_path, "search/shared_settings")
     assert "| hidden_dims | [8] |" in fixed and "| lr |" not in fixed
 
 
@@ -173,7 +174,7 @@ def test_a_search_leaves_a_tensorboard_that_compares_its_trials(ray_cluster, tmp
         assert 0 < start.start_time_secs <= end.end_time_secs
         assert start.hparams["lr"].number_value == pytest.approx(float(row["lr"]))
 
-    assert f"★ {board[0]['trial']}" in text(experiment, LEADERBOARD_TAG)
+    assert f"| 1 | ★ {board[0]['trial'][:3]} |" in text(experiment, LEADERBOARD_TAG)
     importance = json.loads((experiment / "importance.json").read_text())
     assert importance["metric"] == "val/accuracy" and set(importance["importance"]) <= set(declared)
     assert sum(importance["importance"].values()) == pytest.approx(1.0)

@@ -69,7 +69,12 @@ def parameter_importance(rows: Sequence[Mapping[str, Any]], hyperparameters: Seq
     if not varying:
         return {}, "no parameter importance: no hyperparameter took two values"
     distributions = {key: _distribution(values[key]) for key in varying}
-    study = optuna.create_study(direction="maximize")
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # no "new study created in memory" in the summary
+    try:
+        study = optuna.create_study(direction="maximize")
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     for index, row in enumerate(scored):
         params = {key: float(values[key][index]) if _numeric(values[key]) else values[key][index] for key in varying}
         study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=float(row[metric])))

@@ -13,7 +13,7 @@ The search driver writes the experiment-level run at the folder's root (:func:`w
   interval, or the discrete set of choices), and the metrics with the objective first. TensorBoard
   ticks the first five of each (hyperparameters alphabetically), so what it shows on first open is
   what the search varied, not settings that are equal in every trial;
-- the fixed settings, every trial's common config, as a Text table (``search/fixed_settings``);
+- the fixed settings, every trial's common config, as a Text table (``search/shared_settings``);
 - at the end, the leaderboard as a Markdown table with the best trial marked (``search/leaderboard``)
   and the parameter importance (``search/parameter_importance``);
 - at the end, the *session end* of every trial that has none: TensorBoard keeps the first session end
@@ -64,7 +64,7 @@ HPARAM_METRICS: tuple[str, ...] = (
 TARGET_METRIC = "target/accuracy"
 STAGE_METRIC = "curriculum/stage"
 CONFUSION_TAG = "confusion_matrix/val"
-FIXED_SETTINGS_TAG = "search/fixed_settings"
+FIXED_SETTINGS_TAG = "search/shared_settings"  # sorts after the leaderboard in the Text tab
 LEADERBOARD_TAG = "search/leaderboard"
 IMPORTANCE_TAG = "search/parameter_importance"
 CELL_PIXELS = 28
@@ -156,7 +156,7 @@ def hparam_metrics(config: Mapping[str, Any]) -> list[str]:
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table (TensorBoard's Text tab renders it); ``|`` in cells escaped."""
     def cell(value: Any) -> str:
-        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        text = f"{value:.3g}" if isinstance(value, float) else str(value)
         return text.replace("|", "\\|")
 
     lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
@@ -220,6 +220,10 @@ def _session_end(status: int, end_time: float) -> Summary:
                             plugin_data_pb2.HParamsPluginData(session_end_info=info))
 
 
+def _index(trial: str) -> str:
+    return trial.split("_", 1)[0]
+
+
 def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], best: Mapping[str, Any],
                      hyperparameters: Sequence[str], metrics: Sequence[str],
                      importance: Mapping[str, float] | None) -> None:
@@ -241,11 +245,13 @@ def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], 
                 writer.file_writer.add_summary(_session_end(SESSION_STATUS[row["status"]], end_time))
     columns = list(dict.fromkeys([*metrics, "val/accuracy", "val/macro_f1", "val/worst_domain_accuracy"]))
     shown = [key for key in hyperparameters if any(row.get(key) is not None for row in rows)]
-    table = [[row["rank"], f"{BEST_MARK} {row['trial']}" if row["trial"] == best["trial"] else row["trial"],
+    # A trial by its index, the start of its run name: the name's other parts are the columns beside it.
+    table = [[row["rank"], f"{BEST_MARK} {_index(row['trial'])}" if row["trial"] == best["trial"] else _index(row["trial"]),
               row["status"], row["epochs"], *(hparam_value(row.get(key)) for key in shown),
               *(row.get(key) for key in columns)] for row in rows]
-    text = (f"{BEST_MARK} marks the best trial ({best['trial']}). Trials ranked by {metrics[0]} at their last "
-            "epoch; stopped early = stopped by the scheduler (HParams status Unknown).\n\n"
+    text = (f"{BEST_MARK} marks the best trial, **{best['trial']}**. Trials (by the index their run name starts "
+            f"with) ranked by {metrics[0]} at their last epoch; stopped early = stopped by the scheduler "
+            "(HParams status Unknown).\n\n"
             + markdown_table(["rank", "trial", "status", "epochs", *shown, *columns], table))
     with SummaryWriter(str(experiment)) as writer:
         writer.file_writer.add_summary(_text(LEADERBOARD_TAG, text))
