@@ -191,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
              f"--remote-debugging-port={devtools_port}", "--remote-debugging-address=127.0.0.1", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_for(f"http://127.0.0.1:{board_port}/data/runs", 120, "TensorBoard")
+            # TensorBoard answers while it still loads: wait until it lists every trial and the root run.
+            trials = len((args.logdir / "leaderboard.csv").read_text().strip().splitlines()) - 1
+            deadline = time.monotonic() + 120
+            while len(json.loads(wait_for(f"http://127.0.0.1:{board_port}/data/runs", 120, "TensorBoard"))) <= trials:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"TensorBoard did not load the {trials} trials of {args.logdir} within 120 s")
+                time.sleep(1)
             targets = json.loads(wait_for(f"http://127.0.0.1:{devtools_port}/json/list", 60, "Chromium"))
             page = next(target for target in targets if target["type"] == "page")
             asyncio.run(capture(page["webSocketDebuggerUrl"], f"http://127.0.0.1:{board_port}/#hparams",
