@@ -200,12 +200,14 @@ def _load_run(log_dir: str | Path) -> EventAccumulator:
     return events
 
 
+def _end_status(events: EventAccumulator) -> int | None:
+    content = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME).get(hparams_metadata.SESSION_END_INFO_TAG)
+    return None if content is None else hparams_metadata.parse_session_end_info_plugin_data(content).status
+
+
 def session_status(log_dir: str | Path) -> int | None:
     """The HParams session-end status a run holds (the first one written), None without one."""
-    content = _load_run(log_dir).PluginTagToContent(hparams_metadata.PLUGIN_NAME)
-    if hparams_metadata.SESSION_END_INFO_TAG not in content:
-        return None
-    return hparams_metadata.parse_session_end_info_plugin_data(content[hparams_metadata.SESSION_END_INFO_TAG]).status
+    return _end_status(_load_run(log_dir))
 
 
 def _last_logged(events: EventAccumulator) -> float | None:
@@ -224,25 +226,33 @@ def _index(trial: str) -> str:
     return trial.split("_", 1)[0]
 
 
-def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], best: Mapping[str, Any],
-                     hyperparameters: Sequence[str], metrics: Sequence[str],
-                     importance: Mapping[str, float] | None) -> None:
-    """At the end of a search: end every trial's HParams session that has no end yet with its
-    leaderboard status, at the time it last logged (else its last report's); write the leaderboard (best trial marked) and the
-    parameter importance as Text into the experiment's root run.
-
-    ``rows`` are the ranked leaderboard rows (:func:`tcnvae.tuning.results.summarise_search`); trials
-    stored at a URI (``s3://``) are not local files and keep their sessions as they are.
+def end_sessions(rows: Sequence[Mapping[str, Any]]) -> None:
+    """End the HParams session of every trial in ``rows`` (leaderboard rows) that has no end yet,
+    with its leaderboard status (:data:`SESSION_STATUS`), at the time it last logged (else its last
+    report's). Trials stored at a URI (``s3://``) are not local files and keep their sessions as they are.
     """
     for row in rows:
         path = Path(str(row["path"]))
         if not path.is_dir():
             continue
         events = _load_run(path)
-        if hparams_metadata.SESSION_END_INFO_TAG not in events.PluginTagToContent(hparams_metadata.PLUGIN_NAME):
+        if _end_status(events) is None:
             end_time = _last_logged(events) or float((row["result"].metrics or {}).get("timestamp", time.time()))
             with SummaryWriter(str(path)) as writer:
                 writer.file_writer.add_summary(_session_end(SESSION_STATUS[row["status"]], end_time))
+
+
+def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], best: Mapping[str, Any],
+                     hyperparameters: Sequence[str], metrics: Sequence[str],
+                     importance: Mapping[str, float] | None) -> None:
+    """At the end of a search: :func:`end_sessions`, then the leaderboard (best trial marked) and the
+    parameter importance as Text in the experiment's root run.
+
+    ``rows`` are the ranked leaderboard rows and ``best`` the chosen one
+    (:func:`tcnvae.tuning.results.summarise_search`); ``importance`` maps hyperparameters to their
+    share (:mod:`tcnvae.tuning.importance`), empty or None when there is none.
+    """
+    end_sessions(rows)
     columns = list(dict.fromkeys([*metrics, "val/accuracy", "val/macro_f1", "val/worst_domain_accuracy"]))
     shown = [key for key in hyperparameters if any(row.get(key) is not None for row in rows)]
     # A trial by its index, the start of its run name: the name's other parts are the columns beside it.
@@ -259,7 +269,8 @@ def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], 
             bars = [[name, round(share, 3), "█" * max(1, round(share * 40))] for name, share in importance.items()]
             writer.file_writer.add_summary(_text(
                 IMPORTANCE_TAG, f"fANOVA importance of the searched hyperparameters for {metrics[0]} (shares of "
-                "its variance across trials; importance.json):\n\n" + markdown_table(["hyperparameter", "importance", ""], bars)))
+                "its variance across trials; importance.json):\n\n"
+                + markdown_table(["hyperparameter", "importance", ""], bars)))
 
 
 def _text_width(font: ImageFont.ImageFont, text: str) -> int:
@@ -271,7 +282,7 @@ def confusion_image(matrix: np.ndarray, class_names: Sequence[str]) -> np.ndarra
 
     Cell shade is the row-normalised rate (recall per true class, so rare classes stay visible) and
     each cell prints its count. Both axes carry the activity names: rows on the left, columns
-    written upwards above them, under the axis titles "true" and "predicted".
+    written upwards above them, with the axis titles "true (rows)" and "predicted (columns)".
     """
     matrix = np.asarray(matrix)
     count = len(class_names)
@@ -279,13 +290,14 @@ def confusion_image(matrix: np.ndarray, class_names: Sequence[str]) -> np.ndarra
         raise ValueError(f"confusion matrix has shape {matrix.shape}, expected ({count}, {count}) "
                          f"for classes {list(class_names)}")
     font = ImageFont.load_default()
-    left = max([_text_width(font, name) for name in class_names] + [_text_width(font, "true ↓")]) + 8
+    left = max([_text_width(font, name) for name in class_names] + [_text_width(font, "true (rows)")]) + 8
     column_label = max([_text_width(font, name) for name in class_names] + [0]) + 6
     top = 16 + column_label
     image = Image.new("RGB", (left + count * CELL_PIXELS + 2, top + count * CELL_PIXELS + 2), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((left, 2), "predicted →", fill="grey", font=font)
-    draw.text((2, top - 14), "true ↓", fill="grey", font=font)
+    # Axis titles in ASCII: PIL's built-in bitmap font has no arrows.
+    draw.text((left, 2), "predicted (columns)", fill="grey", font=font)
+    draw.text((2, top - 14), "true (rows)", fill="grey", font=font)
     totals = matrix.sum(axis=1, keepdims=True)
     rates = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
     for column, name in enumerate(class_names):  # column labels: text drawn sideways, then rotated upright
