@@ -115,6 +115,7 @@ def test_session_ends_follow_the_leaderboard_and_a_trials_own_end_is_kept(tmp_pa
     assert end.end_time_secs == 1_800_000_002  # no epoch logged: the trial's last report
     leaderboard = text(tmp_path, LEADERBOARD_TAG)
     assert f"**{rows[0]['trial']}**" in leaderboard
+    assert "(/?pinnedCards=%5B%7B%22plugin%22%3A%22scalars%22%2C%22tag%22%3A%22val/accuracy%22%7D" in leaderboard
     assert "| 1 | ★ 001 | completed |" in leaderboard and "| 2 | 002 | stopped early |" in leaderboard
     assert "| lr | 1 |" in text(tmp_path, IMPORTANCE_TAG)
 

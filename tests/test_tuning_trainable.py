@@ -176,7 +176,7 @@ def test_tensorboard_run_has_grouped_tags_hparams_and_confusion_matrix(tmp_path)
     scalar_tags = set(events.Tags()["scalars"])
     assert scalar_tags == LOOP_METRICS - {"epoch"}
     assert [event.step for event in events.Scalars("val/accuracy")] == [1, 2]
-    assert [event.step for event in events.Images("confusion_matrix/val")] == [1, 2]
+    assert [event.step for event in events.Images("val_confusion_matrix")] == [1, 2]
 
     content = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
     start = hparams_metadata.parse_session_start_info_plugin_data(content[hparams_metadata.SESSION_START_INFO_TAG])

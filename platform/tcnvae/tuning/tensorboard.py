@@ -3,8 +3,9 @@
 Each trial writes one TensorBoard run into its own trial directory, so ``tensorboard --logdir
 <experiment folder>`` lists every trial as a run and overlays their curves. Scalar tags are the
 reported metric names (``loss/kl``, ``schedule/beta``, ``val/domain/<name>`` ...): TensorBoard groups
-by the part before the slash. The confusion matrix has a group of its own (``confusion_matrix/val``),
-so the ``val`` group holds only validation scalars.
+by the part before the slash. The confusion matrix has a group of its own (``val_confusion_matrix``),
+so the ``val`` group holds only validation scalars; :func:`time_series_url` opens Time Series with
+the validation metrics pinned on top.
 
 The search driver writes the experiment-level run at the folder's root (:func:`write_search_start`,
 :func:`write_search_end`):
@@ -35,6 +36,7 @@ import json
 import math
 import os
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,7 +65,10 @@ HPARAM_METRICS: tuple[str, ...] = (
 )
 TARGET_METRIC = "target/accuracy"
 STAGE_METRIC = "curriculum/stage"
-CONFUSION_TAG = "confusion_matrix/val"
+# Time Series groups cards by the tag's part before the first slash, sorts the groups by name and
+# opens the first two: this name makes a group of its own, sorted just after ``val`` and closed, so
+# a dozen images neither push the validation scalars to a second page nor fill the first screen.
+CONFUSION_TAG = "val_confusion_matrix"
 FIXED_SETTINGS_TAG = "search/shared_settings"  # sorts after the leaderboard in the Text tab
 LEADERBOARD_TAG = "search/leaderboard"
 IMPORTANCE_TAG = "search/parameter_importance"
@@ -222,6 +227,13 @@ def _session_end(status: int, end_time: float) -> Summary:
                             plugin_data_pb2.HParamsPluginData(session_end_info=info))
 
 
+def time_series_url(tags: Sequence[str], port: int = 6006) -> str:
+    """TensorBoard's Time Series with the scalar cards of ``tags`` pinned on top (its ``pinnedCards``
+    URL parameter), for a ``tensorboard --logdir ...`` on ``port``."""
+    cards = json.dumps([{"plugin": "scalars", "tag": tag} for tag in tags], separators=(",", ":"))
+    return f"http://localhost:{port}/?pinnedCards={urllib.parse.quote(cards)}#timeseries"
+
+
 def _index(trial: str) -> str:
     return trial.split("_", 1)[0]
 
@@ -245,8 +257,9 @@ def end_sessions(rows: Sequence[Mapping[str, Any]]) -> None:
 def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], best: Mapping[str, Any],
                      hyperparameters: Sequence[str], metrics: Sequence[str],
                      importance: Mapping[str, float] | None) -> None:
-    """At the end of a search: :func:`end_sessions`, then the leaderboard (best trial marked) and the
-    parameter importance as Text in the experiment's root run.
+    """At the end of a search: :func:`end_sessions`, then the leaderboard (best trial marked, with a
+    link to Time Series with its metrics pinned) and the parameter importance as Text in the
+    experiment's root run; prints that link.
 
     ``rows`` are the ranked leaderboard rows and ``best`` the chosen one
     (:func:`tcnvae.tuning.results.summarise_search`); ``importance`` maps hyperparameters to their
@@ -254,6 +267,7 @@ def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], 
     """
     end_sessions(rows)
     columns = list(dict.fromkeys([*metrics, "val/accuracy", "val/macro_f1", "val/worst_domain_accuracy"]))
+    pinned = time_series_url([*columns, "val/loss"])
     shown = [key for key in hyperparameters if any(row.get(key) is not None for row in rows)]
     # A trial by its index, the start of its run name: the name's other parts are the columns beside it.
     table = [[row["rank"], f"{BEST_MARK} {_index(row['trial'])}" if row["trial"] == best["trial"] else _index(row["trial"]),
@@ -261,8 +275,9 @@ def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], 
               *(row.get(key) for key in columns)] for row in rows]
     text = (f"{BEST_MARK} marks the best trial, **{best['trial']}**. Trials (by the index their run name starts "
             f"with) ranked by {metrics[0]} at their last epoch; stopped early = stopped by the scheduler "
-            "(HParams status Unknown).\n\n"
+            f"(HParams status Unknown). [Time Series with these metrics pinned]({pinned[pinned.index('/?'):]})\n\n"
             + markdown_table(["rank", "trial", "status", "epochs", *shown, *columns], table))
+    print(f"TensorBoard Time Series with the validation metrics pinned: {pinned}")
     with SummaryWriter(str(experiment)) as writer:
         writer.file_writer.add_summary(_text(LEADERBOARD_TAG, text))
         if importance:
