@@ -35,6 +35,7 @@ import argparse
 from pathlib import Path
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from ray import tune
 from ray.tune.search.optuna import OptunaSearch
 
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         tuner = cli.new_tuner(
             args, experiment, config, param_space=dict(config), search_alg=searcher, scheduler=scheduler,
             num_samples=args.num_samples or NUM_SAMPLES,
+            # What TensorBoard's HParams shows: the loss weights, the curriculum, every policy's parameters.
+            searched={**space.base, "curriculum": CategoricalDistribution(specs),
+                      **{key: domain for policy in space.curricula.values() for key, domain in policy.items()}},
             # The two best checkpoints (the models to keep) and the latest (to resume from).
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric,
                                                     checkpoint_score_order=OBJECTIVE_MODE),

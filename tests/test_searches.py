@@ -211,8 +211,9 @@ def test_resume_completes_an_interrupted_search_without_rerunning_finished_trial
     for row in board:  # each trial went on from its checkpoint: none started over from epoch 1
         epochs = epochs_reported(experiment / row["trial"])
         assert epochs == sorted(epochs) and epochs.count(1) == 1 and epochs[-1] == 3
+    paths = {trial.trial_id: Path(trial.path) for trial in ExperimentAnalysis(str(experiment)).trials}
     for trial_id, progress in finished.items():  # finished trials were not run again
-        assert (experiment / f"tcnvae_trial_{trial_id}" / "progress.csv").read_text() == progress
+        assert (paths[trial_id] / "progress.csv").read_text() == progress
     scores = {row["trial"]: (float(row["val/accuracy"]), float(row["val/worst_domain_accuracy"])) for row in board}
     beaten = {trial for trial, score in scores.items()
               if any(all(o >= s for o, s in zip(other, score)) and other != score for other in scores.values())}

@@ -176,18 +176,17 @@ def test_tensorboard_run_has_grouped_tags_hparams_and_confusion_matrix(tmp_path)
     scalar_tags = set(events.Tags()["scalars"])
     assert scalar_tags == LOOP_METRICS - {"epoch"}
     assert [event.step for event in events.Scalars("val/accuracy")] == [1, 2]
-    assert [event.step for event in events.Images("val/confusion_matrix")] == [1, 2]
+    assert [event.step for event in events.Images("val_confusion_matrix")] == [1, 2]
 
     content = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
     start = hparams_metadata.parse_session_start_info_plugin_data(content[hparams_metadata.SESSION_START_INFO_TAG])
     assert start.hparams["beta"].number_value == pytest.approx(0.7)
     assert start.hparams["hidden_dims"].string_value == "[8]"
-    experiment = hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG])
-    metric_tags = {info.name.tag for info in experiment.metric_infos}
-    assert {"val/accuracy", "val/worst_domain_accuracy", "val/macro_f1"} <= metric_tags <= scalar_tags
-    schedule_info = next(info for info in experiment.hparam_infos if info.name == "beta_schedule")
-    assert {value.string_value for value in schedule_info.domain_discrete.values} >= {"constant", "cyclical"}
-    assert hparams_metadata.SESSION_END_INFO_TAG in content
+    assert start.start_time_secs > 0
+    # A search's experiment summary is the driver's (tests/test_tensorboard.py); a trial writes none.
+    assert hparams_metadata.EXPERIMENT_TAG not in content
+    end = hparams_metadata.parse_session_end_info_plugin_data(content[hparams_metadata.SESSION_END_INFO_TAG])
+    assert end.status == 1 and end.end_time_secs >= start.start_time_secs  # STATUS_SUCCESS: all epochs ran
 
 
 # -- through Ray Tune and Ray Train ------------------------------------------------------------------

@@ -46,7 +46,7 @@ from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.tuning import provenance, spaces
 from tcnvae.tuning.config import OBJECTIVES, check_resources, data_config, validate_config
 from tcnvae.tuning.results import trial_settings
-from tcnvae.tuning.tensorboard import tune_logger_callbacks
+from tcnvae.tuning.tensorboard import is_search_domain, tune_logger_callbacks, write_search_start
 from tcnvae.tuning.trainable import make_trainable
 
 
@@ -451,7 +451,7 @@ def join_cluster(address: str) -> None:
 
 def new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], param_space: dict[str, Any], *,
               num_samples: int, checkpoint_config: Any, search_alg: Any = None, scheduler: Any = None,
-              stop: Mapping[str, Any] | None = None) -> tune.Tuner:
+              stop: Mapping[str, Any] | None = None, searched: Mapping[str, Any] | None = None) -> tune.Tuner:
     """A ``Tuner`` for a new search: the recipe's searcher, scheduler and checkpoints, and what all share.
 
     Shared: the trainable with the flags' resources, Tune's ``reuse_actors`` (trials reuse a warm
@@ -463,13 +463,19 @@ def new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, A
     a trial that reuses another's process is a working directory under Ray's session folder; Tune
     copies it into the experiment folder only with this switch (at every checkpoint and at the end).
     Without it, ``tensorboard --logdir <experiment>`` would miss every trial that reused a process.
+
+    ``searched``: the searched keys and their domains, for TensorBoard's HParams summary
+    (:func:`~tcnvae.tuning.tensorboard.write_search_start`); default: the Tune domains in ``param_space``
+    (a searcher with its own space, like a define-by-run Optuna space, passes them).
     """
+    searched = searched or {key: value for key, value in param_space.items() if is_search_domain(value)}
+    write_search_start(experiment, searched, config)
     return tune.Tuner(
         make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"]),
         param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
                                     max_concurrent_trials=args.max_concurrent, reuse_actors=True,
-                                    trial_dirname_creator=trial_dirname),
+                                    trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=experiment.name, storage_path=tune_storage(args, experiment),
                                   callbacks=[*tune_logger_callbacks(),
                                              provenance.DigestRecorder(_experiment_location(args, experiment))],
@@ -494,10 +500,28 @@ def restore_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[st
     return tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
 
 
-def trial_dirname(trial: Any) -> str:
-    """Short trial folder names (``tcnvae_trial_1a2b3c4d``) for ``TuneConfig(trial_dirname_creator=...)``.
+TRIAL_NAME_LENGTH = 100
+"""Longest trial name: TensorBoard's run list and Tune's status table stay readable."""
 
-    Tune's default spells out the trial's config in the folder name; with a flat config of sixty keys
-    that is a path too long to read, and TensorBoard lists runs by it.
+
+def _short_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2g}"
+    return str(value).replace(" ", "")
+
+
+def trial_dirname(trial: Any) -> str:
+    """A trial's name and folder: its index, then the values it drew in the alphabetical order HParams
+    uses, e.g. ``003_batch_size=64_beta=0.52_dropout=0.23_lambda_act=2.1_lambda_dom=0.031_lr=0.00032``.
+
+    Given as both ``trial_name_creator`` and ``trial_dirname_creator``, so Tune's console table,
+    ``leaderboard.csv`` (which names trials by folder) and TensorBoard (which lists runs by folder)
+    show the same name, in trial order. The index is the searcher's count (``experiment_tag``), saved
+    with the search so a resumed search goes on counting; a dotted curriculum key shows its last part.
+    Tune's default spells out the whole sixty-key config, a path too long to read.
     """
-    return f"{trial.trainable_name}_{trial.trial_id}"
+    index = trial.experiment_tag.split("_", 1)[0]
+    drawn = "_".join(f"{str(key).rsplit('.', 1)[-1]}={_short_value(value)}"
+                     for key, value in sorted(trial.evaluated_params.items()))
+    name = f"{int(index):03d}_{drawn}" if drawn else f"{int(index):03d}"
+    return name.replace("/", "-")[:TRIAL_NAME_LENGTH]

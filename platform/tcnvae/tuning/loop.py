@@ -44,12 +44,7 @@ from tcnvae.tuning.config import (
     validate_config,
 )
 from tcnvae.tuning.replay import history_entry, scheduled_values
-from tcnvae.tuning.tensorboard import (
-    HPARAM_METRICS,
-    STAGE_METRIC,
-    TARGET_METRIC,
-    TrialBoard,
-)
+from tcnvae.tuning.tensorboard import STAGE_METRIC, TARGET_METRIC, TrialBoard
 
 logger = logging.getLogger(__name__)
 
@@ -334,8 +329,7 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
     reports_curriculum = config["curriculum"] != "none"  # the baseline's stage never changes: nothing to draw
     board = None
     if log_dir is not None and worker.rank == 0:
-        tags = [*HPARAM_METRICS, *([TARGET_METRIC] if target_loader is not None else [])]
-        board = TrialBoard(log_dir, config, tags, first_step=trainer.epoch + 1)
+        board = TrialBoard(log_dir, config, first_step=trainer.epoch + 1)
     current = dict(config)
     end = config["max_epochs"] if until_epoch is None else min(until_epoch, config["max_epochs"])
     try:

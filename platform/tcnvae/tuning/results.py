@@ -30,6 +30,8 @@ from ray.tune import ExperimentAnalysis, ResultGrid
 
 from tcnvae.checkpoints import atomic_write, write_json
 from tcnvae.tuning.scoring import HeldOutScore, near_chance_warning, score_best_trial
+from tcnvae.tuning.importance import report_importance
+from tcnvae.tuning.tensorboard import write_search_end
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +185,9 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     _print_test(test, not_scored)
     if test is not None:
         _warn_if_near_chance(best, test)
+    # TensorBoard's end-of-search view: sessions ended with their status, leaderboard and importance as Text.
+    importance = report_importance(experiment, rows, hyperparameters, metrics[0])
+    write_search_end(experiment, rows, best, hyperparameters, metrics, importance)
     print(f"\nLeaderboard ({len(rows)} trials): {experiment / 'leaderboard.csv'}")
     print(f"Best config: {experiment / 'best_config.json'}")
     print(f"Results folder: {experiment}")
