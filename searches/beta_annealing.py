@@ -95,6 +95,8 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
     config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule,
                                     "epochs_per_fit": args.perturbation_interval})
     bounds = {**spaces.loss_weight_bounds(), **SCHEDULE_BOUNDS[args.beta_schedule]}
+    if config["adapt"] == "unlabelled":
+        bounds.update(spaces.adaptation_bounds())  # adapting is the domain head's job: its weight and α ramp
     cli.validate_space(config, bounds)
     if not 0 < args.quantile_fraction <= 0.5:
         raise ValueError(f"--quantile-fraction {args.quantile_fraction}: expected a fraction in (0, 0.5]")

@@ -9,6 +9,8 @@ Searched, over the ranges of the original documentation (tcnvae/tuning/spaces.py
     python searches/loss_weights.py --data uci_har hapt --num-samples 100 --max-epochs 50 \\
         --gpus-per-trial 0.25 --set hidden_dims=[64,64,128] --set latent_dim=64   # a GPU machine
     python searches/loss_weights.py --name NAME --resume   # continue an interrupted search
+    python searches/loss_weights.py --set domain_by=subject_group --target-domain target --adapt unlabelled \
+        --metric dev --set 'subject_groups={"source": [...], "target": [...]}'   # adapt to unlabelled people
 
 At the end: the best config and its metrics are printed, and leaderboard.csv and best_config.json are
 written to the experiment folder (with the Optuna study, optuna.db), with the `tensorboard --logdir`
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         raise ValueError("--objectives target_accuracy needs --target-domain (the held-out domain it measures)")
     metrics = [OBJECTIVES[name] for name in objectives or [config["objective"]]]
     space = spaces.loss_weight_grid((low, high)) if args.search == "grid" else spaces.loss_weight_space((low, high))
+    if config["adapt"] == "unlabelled" and args.search != "grid":
+        space.update(spaces.adaptation_space())  # adapting is the domain head's job: its weight and α ramp
     cli.validate_space(config, space)
     experiment = cli.experiment_path(args, "loss_weights")
     cli.start_ray(args, config)

@@ -8,7 +8,9 @@ normalisation).
 
 Domain labels index *all* domains of the pooled data (sorted names), not only those in training, so
 a held-out domain (``split="lodo:<name>"``) keeps a valid label and shows up by name in per-domain
-metrics; the model's domain head simply never sees it during training.
+metrics; the model's domain head simply never sees it during training. With
+``split="unlabelled:<name>"`` the domain head does see it: the target's training-side windows join
+training without their labels (``PreparedData.unlabelled``), for unsupervised domain adaptation.
 """
 
 from __future__ import annotations
@@ -29,13 +31,15 @@ from tcnvae.data.splits import (
     leave_one_domain_out,
     split_by_subject,
     uci_har_official,
+    unlabelled_target_split,
+    with_subject_groups,
 )
 from tcnvae.data.taxonomy import check_activity, label_space
 from tcnvae.data.windows import WindowSet, concat
 
 logger = logging.getLogger(__name__)
 
-SPLIT_FORMS = ("subject", "loso:<subject>", "lodo:<domain>", "uci_har_official")
+SPLIT_FORMS = ("subject", "loso:<subject>", "lodo:<domain>", "unlabelled:<domain>", "uci_har_official")
 
 
 @dataclass
@@ -54,6 +58,8 @@ class DataConfig:
     min_purity: float = 0.8
     domain_by: str = "dataset"
     split: str = "subject"  # one of SPLIT_FORMS
+    target_test_fraction: float = 0.5  # split="unlabelled:<domain>": share of the target's subjects tested on
+    subject_groups: dict[str, list[str]] = field(default_factory=dict)  # group -> subjects; see with_subject_groups
     val_fraction: float = 0.15  # of subjects, per dataset
     test_fraction: float = 0.2  # of subjects, per dataset; only for split="subject"
     seed: int = 0  # of the split and of the training loader's shuffling
@@ -101,11 +107,17 @@ class DataConfig:
             )
         kind, colon, target = self.split.partition(":")
         plain = kind in ("subject", "uci_har_official") and not colon
-        targeted = kind in ("loso", "lodo") and bool(target)
+        targeted = kind in ("loso", "lodo", "unlabelled") and bool(target)
         if not (plain or targeted):
             raise ValueError(f"unknown split {self.split!r}; use one of {', '.join(SPLIT_FORMS)}")
         if kind == "uci_har_official" and "uci_har" not in self.datasets:
             raise ValueError("split 'uci_har_official' needs 'uci_har' in datasets")
+        if not 0 < self.target_test_fraction < 1:
+            raise ValueError(f"target_test_fraction must lie in (0, 1), got {self.target_test_fraction}")
+        if not isinstance(self.subject_groups, dict) or not all(
+            isinstance(members, list) for members in self.subject_groups.values()
+        ):
+            raise ValueError(f"subject_groups must map group names to lists of subject ids, got {self.subject_groups!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.sampling not in SAMPLING_MODES:
@@ -172,6 +184,8 @@ def build_windows(config: DataConfig) -> WindowSet:
     """Every configured dataset, harmonised and pooled, restricted to ``config.activities``."""
     config.validate()
     windows = concat([_load_dataset(config, name) for name in config.datasets])
+    if config.subject_groups:
+        windows = with_subject_groups(windows, config.subject_groups)
     counts = windows.class_counts()
     if config.activities is not None:
         empty = [a for a in label_space(config.activities) if counts.get(a, 0) == 0]
@@ -195,6 +209,9 @@ def split_windows(windows: WindowSet, config: DataConfig) -> dict[str, np.ndarra
         return split_by_subject(windows, config.val_fraction, config.test_fraction, config.seed)
     if kind == "uci_har_official":
         return uci_har_official(windows, config.val_fraction, config.seed)
+    if kind == "unlabelled":
+        return unlabelled_target_split(windows, target, by=config.domain_by, val_fraction=config.val_fraction,
+                                       target_test_fraction=config.target_test_fraction, seed=config.seed)
     by = "subject" if kind == "loso" else config.domain_by
     return leave_one_domain_out(windows, target, by=by, val_fraction=config.val_fraction, seed=config.seed)
 
@@ -209,6 +226,7 @@ class PreparedData:
     test: WindowSet
     standardiser: Standardiser
     domain_names: list[str]
+    unlabelled: WindowSet | None = None  # training windows whose labels are not used (split "unlabelled:")
 
     @property
     def activity_names(self) -> list[str]:
@@ -230,8 +248,11 @@ class PreparedData:
     def num_domains(self) -> int:
         return len(self.domain_names)
 
-    def loader(self, windows: WindowSet, *, augmented: bool = False, **options: Any) -> WindowLoader:
+    def loader(self, windows: WindowSet, *, augmented: bool = False, unlabelled: WindowSet | None = None,
+               **options: Any) -> WindowLoader:
         """A loader over ``windows`` with this run's domain labelling; ``options`` go to WindowLoader.
+
+        ``unlabelled`` windows join with activity label -1 (see ``WindowLoader.from_windowset``).
 
         ``augmented`` applies the configured augmentation (in physical units, around this run's
         standardisation) unless ``options`` give their own ``augment``.
@@ -246,14 +267,14 @@ class PreparedData:
                 ),
             )
         return WindowLoader.from_windowset(
-            windows, domain_by=self.config.domain_by, domain_names=self.domain_names, **options
+            windows, domain_by=self.config.domain_by, domain_names=self.domain_names, unlabelled=unlabelled, **options
         )
 
     def train_loader(self, **options: Any) -> WindowLoader:
-        """Shuffled, with the configured sampling and augmentation."""
+        """Shuffled, with the configured sampling and augmentation; the unlabelled windows join (label -1)."""
         options.setdefault("shuffle", True)
         options.setdefault("sampling", self.config.sampling)
-        return self.loader(self.train, augmented=True, **options)
+        return self.loader(self.train, augmented=True, unlabelled=self.unlabelled, **options)
 
     def val_loader(self, **options: Any) -> WindowLoader:
         """In order, every window once, no augmentation: deterministic evaluation."""
@@ -283,6 +304,9 @@ class PreparedData:
                 }
                 for side, ws in sides.items()
             },
+            # Its labels are not to be used, so not even their counts are recorded.
+            "unlabelled": None if self.unlabelled is None else {
+                "windows": len(self.unlabelled), "subjects": sorted(set(self.unlabelled.subject.tolist()))},
         }
 
 
@@ -297,7 +321,9 @@ def prepare(config: DataConfig | None = None) -> PreparedData:
     missing = [a for a, n in train.class_counts().items() if n == 0]
     if missing:
         logger.warning("activities %s have no training windows under split %r", missing, config.split)
-    standardiser = Standardiser.fit(train)
+    unlabelled = windows.subset(split["unlabelled"]) if "unlabelled" in split else None
+    # Statistics from everything training sees: the unlabelled windows' signals included, not their labels.
+    standardiser = Standardiser.fit(train if unlabelled is None else concat([train, unlabelled]))
     _, domain_names = windows.domain_ids(config.domain_by)
     prepared = PreparedData(
         config=config,
@@ -306,6 +332,7 @@ def prepare(config: DataConfig | None = None) -> PreparedData:
         test=standardiser.transform(windows.subset(split["test"])),
         standardiser=standardiser,
         domain_names=domain_names,
+        unlabelled=None if unlabelled is None else standardiser.transform(unlabelled),
     )
     logger.info(
         "prepared %s: %d train, %d val, %d test windows; %d activities, %d domains by %s",
