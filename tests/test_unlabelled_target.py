@@ -1,6 +1,8 @@
 """Unsupervised domain adaptation in the data layer and the trials: the target's training-side windows
 join training without labels, its other subjects are the test side, and selection reads no target label."""
 
+import json
+
 import numpy as np
 import pytest
 import ray
@@ -11,7 +13,7 @@ from tcnvae.tuning import cli
 from tcnvae.tuning.config import validate_config
 from tcnvae.tuning.loop import run_trial
 from tcnvae.tuning.selection import dev_risk, importance_weights
-from tests.test_searches import recipe
+from tests.test_searches import TINY, read_csv, recipe
 
 TINY_TRIAL = {"hidden_dims": [8], "latent_dim": 4, "head_hidden": 8, "decoder_channels": 8, "max_epochs": 1,
               "mixed_precision": "off"}
@@ -119,3 +121,23 @@ def test_search_flags_reach_the_trial_config(tmp_path):
     args = parser.parse_args(["--target-domain", "synthetic_b", "--adapt", "unlabelled", "--metric", "dev"])
     config = cli.base_config(args, {})
     assert (config["adapt"], config["objective"], config["target_domain"]) == ("unlabelled", "dev", "synthetic_b")
+
+
+@pytest.mark.ray
+def test_a_search_adapts_to_an_unlabelled_target_ranks_by_dev_and_logs_the_target_apart(ray_cluster, tmp_path):
+    recipe("loss_weights").main([
+        "--storage-path", str(tmp_path), "--name", "uda", "--num-samples", "2", "--max-epochs", "2",
+        "--search", "random", "--scheduler", "fifo", "--target-domain", "synthetic_b", "--adapt", "unlabelled",
+        "--metric", "dev", "--set", "sampling=target_balanced", *TINY])
+    experiment = tmp_path / "uda"
+    board = read_csv(experiment / "leaderboard.csv")
+    scores = [float(row["select/dev_score"]) for row in board]
+    assert len(board) == 2 and scores == sorted(scores, reverse=True)
+    for row in board:
+        progress = read_csv(experiment / row["trial"] / "progress.csv")
+        assert len(progress) == 2
+        assert all(0 <= float(epoch["analysis/target_accuracy"]) <= 1 for epoch in progress)
+        assert all(float(epoch["train/unlabelled"]) > 0 for epoch in progress)
+    best = json.loads((experiment / "best_config.json").read_text())
+    assert best["adapt"] == "unlabelled" and best["objective"] == "dev"
+    assert 0.01 <= best["lambda_dom"] <= 1.0 and 1.0 <= best["alpha_ramp_epochs"] <= 20.0  # searched for adaptation
