@@ -141,3 +141,29 @@ def test_a_search_adapts_to_an_unlabelled_target_ranks_by_dev_and_logs_the_targe
     best = json.loads((experiment / "best_config.json").read_text())
     assert best["adapt"] == "unlabelled" and best["objective"] == "dev"
     assert 0.01 <= best["lambda_dom"] <= 1.0 and 1.0 <= best["alpha_ramp_epochs"] <= 20.0  # searched for adaptation
+
+
+def _recordings_file(path):
+    """Six people, one recording each: 20 s walking, 20 s unlabelled, 20 s sitting, at 50 Hz."""
+    rng = np.random.default_rng(0)
+    labels = np.concatenate([np.full(1000, 0), np.full(1000, -1), np.full(1000, 1)])
+    signals = rng.normal(size=(6 * 3000, 6)).astype(np.float32)
+    np.savez(path, signals=signals, labels=np.tile(labels, 6), label_names=np.array(["walking", "sitting"]),
+             offsets=np.arange(0, 6 * 3000 + 1, 3000), subjects=np.arange(1, 7), sample_rate=50.0,
+             channel_names=np.array(["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]))
+    return str(path)
+
+
+def test_unlabelled_stretches_of_training_people_join_training_and_no_one_elses(tmp_path):
+    config = DataConfig(datasets=["arrays"], paths={"arrays": _recordings_file(tmp_path / "r.npz")},
+                        val_fraction=0.2, test_fraction=0.2, unlabelled_stretches=True)
+    data = prepare(config)
+    train_people = set(data.train.subject)
+    assert set(data.unlabelled.subject) == train_people
+    # A 2.56 s window every 1.28 s with >= 80 % unlabelled samples: 14 per 20 s stretch, per person.
+    assert len(data.unlabelled) == 14 * len(train_people)
+    activity = np.concatenate([batch[1].numpy() for batch in data.train_loader()])
+    assert (activity == -1).sum() == len(data.unlabelled) and (activity >= 0).sum() == len(data.train)
+    with pytest.raises(ValueError, match="pre-windowed sources such as uci_har have no stretches"):
+        prepare(DataConfig(unlabelled_stretches=True, datasets=["arrays"],
+                           paths={"arrays": _arrays_file(tmp_path / "w.npz", data.train, "none", False)}))

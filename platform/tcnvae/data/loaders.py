@@ -29,11 +29,15 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from tcnvae.data.windows import WindowSet
+
+if TYPE_CHECKING:
+    from tcnvae.data.unlabelled import UnlabelledWindows
 
 logger = logging.getLogger(__name__)
 
@@ -124,18 +128,17 @@ class WindowLoader:
         *,
         domain_by: str = "dataset",
         domain_names: list[str] | None = None,
-        unlabelled: WindowSet | None = None,
+        unlabelled: UnlabelledWindows | None = None,
         **options: object,
     ) -> WindowLoader:
         """A loader over ``ws`` with domains from grouping ``domain_by`` (indexed by ``domain_names``).
 
-        ``unlabelled`` windows join after those of ``ws`` with activity label -1: their labels, if
-        they have any, never leave this function.
+        ``unlabelled`` windows join after those of ``ws`` with activity label -1.
         """
         domain, names = ws.domain_ids(domain_by, domain_names)
         if unlabelled is None or len(unlabelled) == 0:
             return cls(ws.signals, ws.activity, domain, domain_names=names, **options)
-        unlabelled_domain, _ = unlabelled.domain_ids(domain_by, names)
+        unlabelled_domain = unlabelled.domain_ids(domain_by, names)
         if (unlabelled_domain < 0).any():
             raise ValueError(f"unlabelled windows of a domain missing from domain_names {names}")
         return cls(np.concatenate([ws.signals, unlabelled.signals]),

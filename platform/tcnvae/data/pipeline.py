@@ -35,6 +35,7 @@ from tcnvae.data.splits import (
     with_subject_groups,
 )
 from tcnvae.data.taxonomy import check_activity, label_space
+from tcnvae.data.unlabelled import UnlabelledWindows, join, unlabelled_stretches
 from tcnvae.data.windows import WindowSet, concat
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class DataConfig:
     split: str = "subject"  # one of SPLIT_FORMS
     target_test_fraction: float = 0.5  # split="unlabelled:<domain>": share of the target's subjects tested on
     subject_groups: dict[str, list[str]] = field(default_factory=dict)  # group -> subjects; see with_subject_groups
+    unlabelled_stretches: bool = False  # recordings' unlabelled stretches of training-side people join, unlabelled
     val_fraction: float = 0.15  # of subjects, per dataset
     test_fraction: float = 0.2  # of subjects, per dataset; only for split="subject"
     seed: int = 0  # of the split and of the training loader's shuffling
@@ -226,7 +228,7 @@ class PreparedData:
     test: WindowSet
     standardiser: Standardiser
     domain_names: list[str]
-    unlabelled: WindowSet | None = None  # training windows whose labels are not used (split "unlabelled:")
+    unlabelled: UnlabelledWindows | None = None  # trained on without labels (split "unlabelled:", stretches)
 
     @property
     def activity_names(self) -> list[str]:
@@ -248,7 +250,7 @@ class PreparedData:
     def num_domains(self) -> int:
         return len(self.domain_names)
 
-    def loader(self, windows: WindowSet, *, augmented: bool = False, unlabelled: WindowSet | None = None,
+    def loader(self, windows: WindowSet, *, augmented: bool = False, unlabelled: UnlabelledWindows | None = None,
                **options: Any) -> WindowLoader:
         """A loader over ``windows`` with this run's domain labelling; ``options`` go to WindowLoader.
 
@@ -310,6 +312,45 @@ class PreparedData:
         }
 
 
+def _unlabelled_windows(config: DataConfig, windows: WindowSet,
+                        split: dict[str, np.ndarray]) -> UnlabelledWindows | None:
+    """The windows training uses without labels: an unlabelled target's training side (its labels
+    dropped here) and, with ``unlabelled_stretches``, the unlabelled stretches of the recordings of people
+    on the training side (never of validation or test people)."""
+    parts = []
+    if "unlabelled" in split:
+        parts.append(UnlabelledWindows.from_windowset(windows.subset(split["unlabelled"])))
+    if config.unlabelled_stretches:
+        training_people = set(windows.subject[split["train"]].tolist())
+        training_people |= set(windows.subject[split.get("unlabelled", np.zeros(0, dtype=np.int64))].tolist())
+        stretches = _stretches(config)
+        kept = stretches.subset(np.isin(stretches.subject, sorted(training_people)))
+        if config.subject_groups:
+            owner = {subject: group for group, members in config.subject_groups.items() for subject in members}
+            kept.attributes["subject_group"] = np.array([owner[s] for s in kept.subject], dtype=str)
+        logger.info("%d unlabelled stretch windows of %d training-side people join training",
+                    len(kept), len(set(kept.subject.tolist())))
+        parts.append(kept)
+    return join(parts) if parts else None
+
+
+def _stretches(config: DataConfig) -> UnlabelledWindows:
+    """Unlabelled-stretch windows of every configured source that gives continuous recordings."""
+    parts = []
+    for name in config.datasets:
+        loaded = load_source(name, path=config.paths.get(name), cache_dir=config.cache_dir,
+                             download=config.download, **config.source_options.get(name, {}))
+        if isinstance(loaded, WindowSet):
+            continue  # pre-windowed data has no stretches between its windows
+        step = max(1, int(round(config.step_seconds * config.sample_rate)))
+        parts.append(unlabelled_stretches(loaded, config.window_length, step, config.sample_rate,
+                                          config.channel_set, min_share=config.min_purity))
+    if not parts:
+        raise ValueError(f"unlabelled_stretches: none of {config.datasets} gives continuous recordings "
+                         "(pre-windowed sources such as uci_har have no stretches); use e.g. hapt")
+    return join(parts)
+
+
 def prepare(config: DataConfig | None = None) -> PreparedData:
     """Load, harmonise, split by subject and standardise (statistics from the training side only)."""
     config = (config or DataConfig()).validate()
@@ -321,9 +362,10 @@ def prepare(config: DataConfig | None = None) -> PreparedData:
     missing = [a for a, n in train.class_counts().items() if n == 0]
     if missing:
         logger.warning("activities %s have no training windows under split %r", missing, config.split)
-    unlabelled = windows.subset(split["unlabelled"]) if "unlabelled" in split else None
-    # Statistics from everything training sees: the unlabelled windows' signals included, not their labels.
-    standardiser = Standardiser.fit(train if unlabelled is None else concat([train, unlabelled]))
+    unlabelled = _unlabelled_windows(config, windows, split)
+    # Statistics from everything training sees: the unlabelled windows' signals included.
+    standardiser = Standardiser.fit(
+        train if unlabelled is None else np.concatenate([train.signals, unlabelled.signals]))
     _, domain_names = windows.domain_ids(config.domain_by)
     prepared = PreparedData(
         config=config,
@@ -332,7 +374,7 @@ def prepare(config: DataConfig | None = None) -> PreparedData:
         test=standardiser.transform(windows.subset(split["test"])),
         standardiser=standardiser,
         domain_names=domain_names,
-        unlabelled=None if unlabelled is None else standardiser.transform(unlabelled),
+        unlabelled=None if unlabelled is None else unlabelled.with_signals(standardiser.transform(unlabelled.signals)),
     )
     logger.info(
         "prepared %s: %d train, %d val, %d test windows; %d activities, %d domains by %s",

@@ -139,6 +139,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "target_labelled_fraction": 0.2,
     "adapt": "none",  # ADAPT_MODES; "unlabelled": the target's training-side windows train without labels
     "target_test_fraction": 0.5,  # adapt="unlabelled": share of the target's subjects kept for the test
+    "unlabelled_stretches": False,  # recordings' unlabelled stretches (HAPT) of training-side people join unlabelled
     "subject_groups": {},  # group -> subject ids, e.g. {"source": [...], "target": [...]}; domain_by="subject_group"
     # execution
     "seed": 0,

@@ -113,11 +113,13 @@ class LabelFreeSelection:
         self.validation = data.val_loader(pin_memory=pin_memory)
         self.source = None
         self.target = None
-        if data.unlabelled is not None and len(data.unlabelled):
+        kind, _, target_name = data.config.split.partition(":")
+        if kind == "unlabelled":
             self.source = data.loader(data.train.subset(subsample(len(data.train), seed)), pin_memory=pin_memory)
-            # Only the unlabelled windows' signals matter; their loader's labels are -1 by construction.
-            target = data.unlabelled.subset(subsample(len(data.unlabelled), seed))
-            self.target = data.loader(target.subset(np.zeros(0, dtype=np.int64)), unlabelled=target,
+            # The target's unlabelled windows (not the source people's unlabelled stretches).
+            target = data.unlabelled.subset(data.unlabelled.grouping(data.config.domain_by) == target_name)
+            target = target.subset(subsample(len(target), seed))
+            self.target = data.loader(data.train.subset(np.zeros(0, dtype=np.int64)), unlabelled=target,
                                       pin_memory=pin_memory)
 
     def metrics(self, model: TCNVAE, device: torch.device | str) -> dict[str, float]:
