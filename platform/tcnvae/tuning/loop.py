@@ -4,7 +4,8 @@
 configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy), restores from a checkpoint
 directory when given one, then each epoch: applies the epoch's replayed hyperparameters (if any) and
 the curriculum's stage, trains, validates, evaluates the target slice (if a target domain is set)
-or, with an unlabelled target, the label-free selection scores (:mod:`tcnvae.tuning.selection`), logs to TensorBoard, writes a checkpoint directory and hands both to ``report``. Where the report
+or, with an unlabelled target, the label-free selection scores (:mod:`tcnvae.tuning.selection`),
+logs to TensorBoard, writes a checkpoint directory and hands both to ``report``. Where the report
 goes (Tune, Ray Train, a list in a test) is the caller's business, which is how one loop serves
 every mode.
 
