@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
     if config["epochs_per_fit"] == args.perturbation_interval:  # not set apart by --set/--config
         config = validate_config({**config, "epochs_per_fit": interval})
     config, data = cli.prepare_data(config)
-    bounds = cli.search_space(args, config, {**spaces.loss_weight_bounds(), **SCHEDULE_BOUNDS[args.beta_schedule]},
-                              len(data.train))
+    bounds = {**spaces.loss_weight_bounds(), **SCHEDULE_BOUNDS[args.beta_schedule]}
+    if config["adapt"] == "unlabelled":
+        bounds.update(spaces.adaptation_bounds())  # adapting is the domain head's job: its weight and α ramp
+    bounds = cli.search_space(args, config, bounds, len(data.train))
     experiment = cli.experiment_path(args, "beta_annealing")
     cli.start_ray(args, config)
 

@@ -11,6 +11,8 @@ and not searched.
     python searches/loss_weights.py --data uci_har hapt --num-samples 100 --max-epochs 50 \\
         --gpus-per-trial 0.25 --set hidden_dims=[64,64,128] --set latent_dim=64   # a GPU machine
     python searches/loss_weights.py --name NAME --resume   # continue an interrupted search
+    python searches/loss_weights.py --set domain_by=subject_group --target-domain target --adapt unlabelled \
+        --metric dev --set 'subject_groups={"source": [...], "target": [...]}'   # adapt to unlabelled people
 
 At the end: the best config and its metrics are printed, and leaderboard.csv and best_config.json are
 written to the experiment folder (with the Optuna study, optuna.db), with the `tensorboard --logdir`
@@ -82,6 +84,8 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     metrics = [OBJECTIVES[name] for name in objectives or [config["objective"]]]
     config, data = cli.prepare_data(config)
     space = spaces.loss_weight_grid((low, high)) if args.search == "grid" else spaces.loss_weight_space((low, high))
+    if config["adapt"] == "unlabelled" and args.search != "grid":
+        space.update(spaces.adaptation_space())  # adapting is the domain head's job: its weight and α ramp
     space = cli.search_space(args, config, space, len(data.train))
     scheduler = (schedulers.asha(metrics[0], config["max_epochs"], args.grace_period, args.reduction_factor)
                  if args.scheduler == "asha" else FIFOScheduler())

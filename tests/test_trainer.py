@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -135,10 +136,11 @@ def test_schedule_shapes():
 
 
 class _NaNAt:
-    """Wraps a loader and poisons the inputs of chosen batches (by index)."""
+    """Wraps a loader and poisons the inputs of chosen batches (by index) with ``value``: NaN (bad
+    data) or a huge finite number (finite inputs whose loss overflows, as a diverging run's does)."""
 
-    def __init__(self, loader, poisoned):
-        self.loader, self.poisoned = loader, poisoned
+    def __init__(self, loader, poisoned, value=float("nan")):
+        self.loader, self.poisoned, self.value = loader, poisoned, value
 
     def __len__(self):
         return len(self.loader)
@@ -147,7 +149,7 @@ class _NaNAt:
         for index, (data, activity, domain) in enumerate(self.loader):
             if index in self.poisoned:
                 data = data.clone()
-                data[0, 0, 0] = float("nan")
+                data[0, 0, 0] = self.value
             yield data, activity, domain
 
 
@@ -155,11 +157,11 @@ def test_nan_loss_skips_the_step_and_lowers_the_learning_rate(capsys):
     train_loader, _ = loaders(count=128)
     trainer = TCNVAETrainer(small_model(), "cpu", learning_rate=1e-3)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
-    loss = trainer.train_epoch(_NaNAt(train_loader, {0}), 0)
+    loss = trainer.train_epoch(_NaNAt(train_loader, {0}, value=1e30), 0)
     assert math.isfinite(loss)
     assert trainer.learning_rate == pytest.approx(5e-4)
     assert trainer.last_train_metrics["skipped_steps"] == 1
-    assert "Non-finite loss (nan) at epoch 0, batch 0: skipped the step" in capsys.readouterr().out
+    assert re.search(r"Non-finite loss \((nan|inf)\) at epoch 0, batch 0: skipped the step", capsys.readouterr().out)
     assert any(not torch.equal(before[n], p) for n, p in trainer.model.named_parameters())
 
 
@@ -167,7 +169,7 @@ def test_repeated_nan_stops_with_a_clear_error():
     train_loader, _ = loaders(count=256)
     trainer = quiet(TCNVAETrainer(small_model(), "cpu"))
     with pytest.raises(TrainingDivergedError, match="non-finite for 5 consecutive steps"):
-        trainer.train_epoch(_NaNAt(train_loader, set(range(100))), 0)
+        trainer.train_epoch(_NaNAt(train_loader, set(range(100)), value=1e30), 0)
 
 
 def test_health_warnings_for_kl_collapse_and_chance_accuracy():

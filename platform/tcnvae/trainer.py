@@ -80,6 +80,31 @@ class TrainingHealthWarning(UserWarning):
     """KL collapse, near-chance accuracy and other signs that a run is not learning."""
 
 
+class NonFiniteDataError(ValueError):
+    """Raised when batches keep arriving with NaN or infinite inputs: a data problem, not divergence."""
+
+
+UNLABELLED = -1
+"""Activity label of a window without one: it trains reconstruction, KL and the domain head, never
+the activity head, and is left out of accuracy and F1. As a domain label, a window of unknown domain."""
+
+
+def _loss_weight(name: str, meaning: str) -> property:
+    """A loss weight attribute that refuses what would make the loss meaningless (negative, NaN, inf):
+    a negative β or λ turns a minimised term into a maximised one and the loss runs off to -∞."""
+    attribute = f"_{name}"
+
+    def get(self: TCNVAETrainer) -> float:
+        return getattr(self, attribute)
+
+    def set_(self: TCNVAETrainer, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"trainer.{name} = {value!r}: expected a finite number >= 0 ({meaning})")
+        setattr(self, attribute, float(value))
+
+    return property(get, set_, doc=f"{meaning}; a finite number >= 0.")
+
+
 def adversarial_alpha(batch_idx: int, epoch: int, num_batches: int, ramp_epochs: float = 10.0) -> float:
     """Gradient-reversal strength: ``p = (batch_idx + epoch·N) / (ramp_epochs·N)``, ``α = 2/(1+e^(-10p)) - 1``.
 
@@ -92,8 +117,12 @@ def adversarial_alpha(batch_idx: int, epoch: int, num_batches: int, ramp_epochs:
 class TCNVAETrainer:
     """Trains a :class:`~tcnvae.model.TCNVAE` on batches of ``(data, activity_labels, domain_labels)``.
 
+    Activity labels of -1 (:data:`UNLABELLED`) mark unlabelled windows: they train the VAE and the
+    domain head but not the activity head, and metrics count them apart (``labelled``/``unlabelled``).
     Domain labels of -1 (a window whose domain the domain head does not know) are ignored by the
-    domain loss. Replace ``optimizer`` or ``scheduler`` after construction as you would on any trainer;
+    domain loss. Every batch is checked first: labels must be integers within the model's classes
+    (or -1), and a batch with NaN or infinite inputs is skipped and counted as a data problem (the
+    learning rate is halved only for a non-finite loss on finite inputs). Replace ``optimizer`` or ``scheduler`` after construction as you would on any trainer;
     a scheduler built from ``trainer.optimizer`` is stepped once per epoch by :meth:`train_epoch`
     (``ReduceLROnPlateau`` by :meth:`validate`, with the validation loss).
     """
@@ -115,6 +144,8 @@ class TCNVAETrainer:
         self.patience: int | None = None
         self.best_model_path: str | Path | None = None
         self.max_consecutive_nonfinite = 5
+        self.max_nonfinite_input_batches = 3  # batches with NaN/inf inputs tolerated (skipped) before raising
+        self.nonfinite_input_batches: list[tuple[int, int]] = []  # (epoch, batch) of each one skipped
         self.nonfinite_lr_factor = 0.5
         self.verbose = True
         self.scaler: torch.amp.GradScaler | None = None  # fp16 only: scales the loss so gradients stay representable
@@ -136,6 +167,11 @@ class TCNVAETrainer:
         self.applied_beta = self.beta * self.beta_schedule(0.0)
         self.alpha = 0.0
         self._nonfinite_streak = 0
+        self._warned_short_windows = False
+
+    beta = _loss_weight("beta", "the KL weight β")
+    lambda_act = _loss_weight("lambda_act", "the activity-loss weight λ_act")
+    lambda_dom = _loss_weight("lambda_dom", "the domain-loss weight λ_dom")
 
     # -- optimizer and scheduler: replaceable, and kept consistent with each other -------------------
     @property
@@ -206,10 +242,15 @@ class TCNVAETrainer:
         # The losses in fp32 whatever the forward ran in: exp(logvar) and the sums overflow in fp16.
         recon, mu, logvar, activity_logits, domain_logits = (output.float() for output in outputs)
         vae, recon_loss, kl = self.vae_loss(recon, target, mu, logvar)
-        activity = nn.functional.cross_entropy(activity_logits, activity_labels,
-                                               label_smoothing=self.label_smoothing)
+        # An unlabelled window contributes no activity loss (ignore_index); a batch without labelled
+        # windows gets a zero that keeps the graph, as cross_entropy's mean over nothing is NaN.
+        if (activity_labels >= 0).any():
+            activity = nn.functional.cross_entropy(activity_logits, activity_labels, ignore_index=UNLABELLED,
+                                                   label_smoothing=self.label_smoothing)
+        else:
+            activity = activity_logits.sum() * 0.0
         if (domain_labels >= 0).any():
-            domain = nn.functional.cross_entropy(domain_logits, domain_labels, ignore_index=-1)
+            domain = nn.functional.cross_entropy(domain_logits, domain_labels, ignore_index=UNLABELLED)
         else:
             domain = domain_logits.sum() * 0.0
         weight = _UNWEIGHTED if multipliers is None else multipliers
@@ -217,6 +258,40 @@ class TCNVAETrainer:
                  + weight["activity"] * self.lambda_act * activity + weight["domain"] * self.lambda_dom * domain)
         terms = {"total": total, "vae": vae, "recon": recon_loss, "kl": kl, "activity": activity, "domain": domain}
         return terms, activity_logits, domain_logits
+
+    def _bare_model(self) -> TCNVAE:
+        return getattr(self.model, "module", self.model)  # under DDP, train_epoch sees the wrapper
+
+    def _check_batch(self, batch: Iterable[torch.Tensor], batch_idx: int, split: str):
+        """``(data, activity, domain)`` after checking what torch would report obscurely or not at all:
+        the labels' type and range, and the window length against the encoder's receptive field."""
+        data, activity_labels, domain_labels = batch
+        model = self._bare_model()
+        sizes = {"activity": (activity_labels, model.activity_classifier[-1].out_features,
+                              "-1 marks an unlabelled window"),
+                 "domain": (domain_labels, model.domain_classifier[-1].out_features,
+                            "-1 marks a window of unknown domain")}
+        for name, (labels, classes, note) in sizes.items():
+            labels = torch.as_tensor(labels)
+            if labels.is_floating_point() or labels.is_complex():
+                raise TypeError(f"{split} batch {batch_idx}: {name} labels are {labels.dtype}; labels must be "
+                                f"integer class ids (a float label would be silently truncated): convert them "
+                                f"with .long() after checking they are whole numbers")
+            outside = (labels < UNLABELLED) | (labels >= classes)
+            if outside.any():
+                raise ValueError(f"{split} batch {batch_idx}: {name} label {int(labels[outside][0])} is outside "
+                                 f"0..{classes - 1} (the model has {classes} {name} classes; {note}); check the "
+                                 f"label encoding or the model's num_{'activities' if name == 'activity' else 'domains'}")
+        if data.ndim == 3 and data.shape[1] == 0:
+            raise ValueError(f"{split} batch {batch_idx}: windows of length 0 (data shape {tuple(data.shape)}, "
+                             "expected (batch, time, channels) with time >= 1)")
+        receptive_field = model.tcn_encoder.receptive_field
+        if data.ndim == 3 and data.shape[1] < receptive_field and not self._warned_short_windows:
+            self._warned_short_windows = True
+            self._warn(f"windows of {data.shape[1]} samples are shorter than the encoder's receptive field of "
+                       f"{receptive_field} samples: its deepest dilations see only padding. Use longer windows "
+                       "or fewer encoder blocks / a smaller kernel_size")
+        return data, activity_labels, domain_labels
 
     def _batch_to_device(self, batch: Iterable[torch.Tensor]):
         data, activity_labels, domain_labels = batch
@@ -228,8 +303,9 @@ class TCNVAETrainer:
     def train_epoch(self, train_loader: Iterable, epoch: int) -> float:
         """Train one epoch; returns the average total loss over the steps taken.
 
-        The component losses, applied β, α, learning rate and the domain head's accuracy land in
-        ``last_train_metrics``.
+        The component losses, applied β, α, learning rate, the domain head's accuracy, the numbers of
+        labelled and unlabelled windows trained on and of batches skipped land in ``last_train_metrics``.
+        The activity loss there is averaged over labelled windows (NaN when there were none).
         """
         self._check_scheduler()
         if hasattr(train_loader, "set_epoch"):  # seeded per-epoch order: resumes replay the same batches
@@ -238,11 +314,16 @@ class TCNVAETrainer:
         if num_batches == 0:
             raise ValueError("train_loader yields no batches; is the training split empty?")
         self.model.train()
-        sums = dict.fromkeys(("total", "vae", "recon", "kl", "activity", "domain", "beta", "alpha"), 0.0)
-        steps = skipped = overflowed = domain_correct = domain_seen = 0
+        sums = dict.fromkeys(("total", "vae", "recon", "kl", "domain", "beta", "alpha"), 0.0)
+        activity_sum = 0.0
+        steps = skipped = bad_inputs = overflowed = domain_correct = domain_seen = labelled = unlabelled = 0
         lr_used = self.learning_rate
         for batch_idx, batch in enumerate(train_loader):
-            data, activity_labels, domain_labels = self._batch_to_device(batch)
+            data, activity_labels, domain_labels = self._check_batch(batch, batch_idx, f"epoch {epoch}, training")
+            if self._skip_nonfinite_input(data, epoch, batch_idx):
+                bad_inputs += 1
+                continue
+            data, activity_labels, domain_labels = self._batch_to_device((data, activity_labels, domain_labels))
             self.alpha = adversarial_alpha(batch_idx, epoch, num_batches, self.alpha_ramp_epochs)
             self.applied_beta = self.beta * self.beta_schedule(epoch + batch_idx / num_batches)
             noisy = data + self.input_noise * torch.randn_like(data) if self.input_noise > 0 else data
@@ -268,10 +349,14 @@ class TCNVAETrainer:
                 continue
 
             steps += 1
-            for key in ("total", "vae", "recon", "kl", "activity", "domain"):
+            for key in sums.keys() - {"beta", "alpha"}:
                 sums[key] += terms[key].item()
             sums["beta"] += self.applied_beta
             sums["alpha"] += self.alpha
+            batch_labelled = int((activity_labels >= 0).sum())
+            labelled += batch_labelled
+            unlabelled += len(activity_labels) - batch_labelled
+            activity_sum += terms["activity"].item() * batch_labelled
             known = domain_labels >= 0
             domain_correct += (domain_logits.argmax(1)[known] == domain_labels[known]).sum().item()
             domain_seen += known.sum().item()
@@ -280,16 +365,24 @@ class TCNVAETrainer:
                           f"Activity Loss: {terms['activity'].item():.4f}, "
                           f"Domain Loss: {terms['domain'].item():.4f}")
 
+        if steps == 0 and (skipped or bad_inputs):
+            error = TrainingDivergedError if skipped else NonFiniteDataError
+            raise error(f"epoch {epoch}: all {skipped + bad_inputs} batches were skipped ({skipped} with a non-finite "
+                        f"loss, {bad_inputs} with NaN/inf inputs), so no step was taken; check the inputs for "
+                        "NaNs, lower the learning rate or beta, or tighten gradient clipping")
         if self._scheduler is not None and not isinstance(self._scheduler, optim.lr_scheduler.ReduceLROnPlateau):
             self._scheduler.step()
         means = {key: value / max(steps, 1) for key, value in sums.items()}
         self.last_train_metrics = {
-            **{key: means[key] for key in ("total", "recon", "kl", "activity", "domain", "beta", "alpha")},
-            "vae": means["vae"],
+            **means,
+            "activity": activity_sum / labelled if labelled else float("nan"),
             "lr": lr_used,
             "domain_accuracy": domain_correct / domain_seen if domain_seen else float("nan"),
+            "labelled": labelled,
+            "unlabelled": unlabelled,
             "steps": steps,
             "skipped_steps": skipped,
+            "nonfinite_input_batches": bad_inputs,
             "overflow_steps": overflowed,
         }
         if steps and means["kl"] < 0.01:
@@ -297,6 +390,25 @@ class TCNVAETrainer:
                        "the latent carries almost no information. Increase beta gradually "
                        "(a beta schedule) or check the latent dimension size.")
         return means["total"]
+
+    def _skip_nonfinite_input(self, data: torch.Tensor, epoch: int, batch_idx: int) -> bool:
+        """True when the batch has NaN/inf inputs and is skipped. Bad inputs are a data problem, not
+        divergence, so the learning rate stays; the batch is counted and, once there have been
+        ``max_nonfinite_input_batches`` such batches, training stops naming them."""
+        bad_windows = ~torch.isfinite(data).flatten(1).all(dim=1)
+        if not bad_windows.any():
+            return False
+        self.nonfinite_input_batches.append((epoch, batch_idx))
+        where = ", ".join(f"epoch {e} batch {b}" for e, b in self.nonfinite_input_batches)
+        positions = torch.nonzero(bad_windows).flatten().tolist()
+        problem = (f"batch {batch_idx} of epoch {epoch} has NaN or infinite input values in {len(positions)} of its "
+                   f"{len(data)} windows (positions {positions[:5]} in the batch)")
+        if len(self.nonfinite_input_batches) >= self.max_nonfinite_input_batches:
+            raise NonFiniteDataError(f"{problem}; {len(self.nonfinite_input_batches)} batches have had non-finite "
+                                     f"inputs ({where}): the data contain NaN or inf. Clean or drop those windows "
+                                     "(a WindowSet refuses them) before training")
+        self._say(f"Skipped {problem}: a data problem, not divergence (the learning rate stays)")
+        return True
 
     def _backward(self, loss: torch.Tensor) -> None:
         """Backward pass; with fp16 through the scaler, then unscaled so clipping sees true gradients."""
@@ -327,8 +439,8 @@ class TCNVAETrainer:
         if self._nonfinite_streak >= self.max_consecutive_nonfinite:
             raise TrainingDivergedError(
                 f"the loss was non-finite for {self._nonfinite_streak} consecutive steps (epoch {epoch}, "
-                f"batch {batch_idx}) even at learning rate {self.learning_rate:.3e}; check the inputs for "
-                "NaNs, lower the learning rate or beta, or tighten gradient clipping"
+                f"batch {batch_idx}) on finite inputs, even at learning rate {self.learning_rate:.3e}; lower the "
+                "learning rate or beta, tighten gradient clipping, or check the inputs' scale (standardise them)"
             )
 
     @torch.no_grad()
@@ -336,14 +448,23 @@ class TCNVAETrainer:
         """Deterministic evaluation (heads read μ): returns ``(avg_val_loss, activity_accuracy)``.
 
         ``last_val_metrics`` also holds macro-F1, per-domain and worst-domain accuracy, the domain
-        head's accuracy (near chance = a domain-invariant encoder) and the confusion matrix.
+        head's accuracy (near chance = a domain-invariant encoder), the confusion matrix and the
+        ``labelled``/``unlabelled`` window counts. Unlabelled windows count in the loss (reconstruction,
+        KL, domain) but not in accuracy or F1, which are NaN when no window is labelled.
         """
         self.model.eval()
         total_loss = 0.0
         batches = 0
         predictions, labels, domains, domain_predictions = [], [], [], []
-        for batch in val_loader:
-            data, activity_labels, domain_labels = self._batch_to_device(batch)
+        for batch_idx, batch in enumerate(val_loader):
+            data, activity_labels, domain_labels = self._check_batch(batch, batch_idx, "validation")
+            bad_windows = ~torch.isfinite(data).flatten(1).all(dim=1)
+            if bad_windows.any():
+                raise ValueError(
+                    f"validation batch {batch_idx}: {int(bad_windows.sum())} of its {len(data)} windows contain NaN or "
+                    f"infinite values (first at position {int(torch.nonzero(bad_windows)[0, 0])} in the batch); "
+                    "no loss or accuracy can be computed on them: clean or drop those windows")
+            data, activity_labels, domain_labels = self._batch_to_device((data, activity_labels, domain_labels))
             terms, activity_logits, domain_logits = self._losses(data, data, activity_labels, domain_labels,
                                                                  self.alpha)
             total_loss += terms["total"].item()
@@ -357,20 +478,24 @@ class TCNVAETrainer:
         y_pred, y_true = torch.cat(predictions).numpy(), torch.cat(labels).numpy()
         domain_true, domain_pred = torch.cat(domains).numpy(), torch.cat(domain_predictions).numpy()
         num_classes = self.model.activity_classifier[-1].out_features
-        report = classification_report(y_true, y_pred, num_classes, domains=domain_true,
+        labelled = y_true >= 0
+        report = classification_report(y_true[labelled], y_pred[labelled], num_classes,
+                                       domains=domain_true[labelled],
                                        domain_names=getattr(val_loader, "domain_names", None))
         known = domain_true >= 0
         avg_loss = total_loss / batches
         self.last_val_metrics = {
             **report,
             "loss": avg_loss,
+            "labelled": int(labelled.sum()),
+            "unlabelled": int((~labelled).sum()),
             "domain_classifier_accuracy": float((domain_pred[known] == domain_true[known]).mean())
             if known.any() else float("nan"),
         }
         if isinstance(self._scheduler, optim.lr_scheduler.ReduceLROnPlateau):
             self._scheduler.step(avg_loss)
         accuracy = float(report["accuracy"])
-        if accuracy <= 1.2 / num_classes:
+        if labelled.any() and accuracy <= 1.2 / num_classes:
             self._warn(f"validation accuracy {accuracy:.4f} is near chance (1/{num_classes}); check the data "
                        "preprocessing and label encoding, or increase lambda_act")
         return avg_loss, accuracy

@@ -9,8 +9,9 @@ Which windows make up the batches is controlled by a small set of knobs, which t
 turns between epochs:
 
 - ``sampling``: "uniform" (each window once per epoch, shuffled or in order), "class_balanced"
-  (every batch split evenly across the activities) or "domain_balanced" (every batch split evenly
-  across domains, so each batch carries every domain);
+  (every batch split evenly across the activities), "domain_balanced" (every batch split evenly
+  across domains, so each batch carries every domain) or "target_balanced" (half of every batch
+  labelled source windows, half unlabelled target windows, as domain-adversarial training wants);
 - :meth:`WindowLoader.set_domain_weights`: the share of each domain in every batch (weight 0 leaves a
   domain out), for domain curricula;
 - :meth:`WindowLoader.set_subset` and :meth:`WindowLoader.set_sample_weights`: which windows take part
@@ -28,15 +29,20 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from tcnvae.data.windows import WindowSet
 
+if TYPE_CHECKING:
+    from tcnvae.data.unlabelled import UnlabelledWindows
+
 logger = logging.getLogger(__name__)
 
-SAMPLING_MODES = ("uniform", "class_balanced", "domain_balanced")
+SAMPLING_MODES = ("uniform", "class_balanced", "domain_balanced", "target_balanced")
+UNLABELLED = -1  # the activity label of a window whose label is not to be used (tcnvae.trainer.UNLABELLED)
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -48,7 +54,10 @@ def _as_tensor(values: np.ndarray | torch.Tensor, dtype: torch.dtype, device: to
 
 
 class WindowLoader:
-    """Iterable over batches ``(data (B,T,C) float32, activity (B,) int64, domain (B,) int64)``."""
+    """Iterable over batches ``(data (B,T,C) float32, activity (B,) int64, domain (B,) int64)``.
+
+    An activity label of -1 marks an unlabelled window (the trainer uses it for everything but the
+    activity head)."""
 
     def __init__(
         self,
@@ -106,6 +115,11 @@ class WindowLoader:
         self.domain_weights: np.ndarray | None = None
         if sampling == "domain_balanced":
             self._check_domain_ids()
+        if sampling == "target_balanced" and not (
+            count and (self.activity == UNLABELLED).any() and (self.activity != UNLABELLED).any()
+        ):
+            raise ValueError("sampling 'target_balanced' needs both labelled and unlabelled (activity -1) windows; "
+                             "use it with unlabelled target windows (adapt='unlabelled')")
 
     @classmethod
     def from_windowset(
@@ -114,11 +128,22 @@ class WindowLoader:
         *,
         domain_by: str = "dataset",
         domain_names: list[str] | None = None,
+        unlabelled: UnlabelledWindows | None = None,
         **options: object,
     ) -> WindowLoader:
-        """A loader over ``ws`` with domains from grouping ``domain_by`` (indexed by ``domain_names``)."""
+        """A loader over ``ws`` with domains from grouping ``domain_by`` (indexed by ``domain_names``).
+
+        ``unlabelled`` windows join after those of ``ws`` with activity label -1.
+        """
         domain, names = ws.domain_ids(domain_by, domain_names)
-        return cls(ws.signals, ws.activity, domain, domain_names=names, **options)
+        if unlabelled is None or len(unlabelled) == 0:
+            return cls(ws.signals, ws.activity, domain, domain_names=names, **options)
+        unlabelled_domain = unlabelled.domain_ids(domain_by, names)
+        if (unlabelled_domain < 0).any():
+            raise ValueError(f"unlabelled windows of a domain missing from domain_names {names}")
+        return cls(np.concatenate([ws.signals, unlabelled.signals]),
+                   np.concatenate([ws.activity, np.full(len(unlabelled), UNLABELLED, dtype=np.int64)]),
+                   np.concatenate([domain, unlabelled_domain]), domain_names=names, **options)
 
     # -- curriculum hooks -------------------------------------------------------------------------
 
@@ -206,6 +231,10 @@ class WindowLoader:
             present = np.zeros(len(self.domain_names))
             present[np.unique(self.domain[active])] = 1
             domain_shares = present / present.sum()
+        if self.sampling == "target_balanced":  # group 0: labelled (source), group 1: unlabelled (target)
+            unlabelled = (self.activity[active] == UNLABELLED).astype(np.int64)
+            present = np.bincount(unlabelled, minlength=2) > 0
+            return unlabelled, present / present.sum()
         if self.sampling == "class_balanced":
             classes = self.activity[active]
             if domain_shares is None:

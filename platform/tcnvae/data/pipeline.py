@@ -14,7 +14,9 @@ longer than an explicit ``window_seconds`` is otherwise an error that says how m
 
 Domain labels index *all* domains of the pooled data (sorted names), not only those in training, so
 a held-out domain (``split="lodo:<name>"``) keeps a valid label and shows up by name in per-domain
-metrics; the model's domain head simply never sees it during training.
+metrics; the model's domain head simply never sees it during training. With
+``split="unlabelled:<name>"`` the domain head does see it: the target's training-side windows join
+training without their labels (``PreparedData.unlabelled``), for unsupervised domain adaptation.
 """
 
 from __future__ import annotations
@@ -35,13 +37,16 @@ from tcnvae.data.splits import (
     leave_one_domain_out,
     split_by_subject,
     uci_har_official,
+    unlabelled_target_split,
+    with_subject_groups,
 )
 from tcnvae.data.taxonomy import check_name, label_space
+from tcnvae.data.unlabelled import UnlabelledWindows, join, unlabelled_stretches
 from tcnvae.data.windows import WindowSet, concat
 
 logger = logging.getLogger(__name__)
 
-SPLIT_FORMS = ("subject", "loso:<subject>", "lodo:<domain>", "uci_har_official")
+SPLIT_FORMS = ("subject", "loso:<subject>", "lodo:<domain>", "unlabelled:<domain>", "uci_har_official")
 DEFAULT_WINDOW_SECONDS = 2.56  # without pre-windowed data and without window_seconds
 
 
@@ -62,6 +67,9 @@ class DataConfig:
     min_purity: float = 0.8
     domain_by: str = "dataset"
     split: str = "subject"  # one of SPLIT_FORMS
+    target_test_fraction: float = 0.5  # split="unlabelled:<domain>": share of the target's subjects tested on
+    subject_groups: dict[str, list[str]] = field(default_factory=dict)  # group -> subjects; see with_subject_groups
+    unlabelled_stretches: bool = False  # recordings' unlabelled stretches of training-side people join, unlabelled
     val_fraction: float = 0.15  # of subjects, per dataset
     test_fraction: float = 0.2  # of subjects, per dataset; only for split="subject"
     seed: int = 0  # of the split and of the training loader's shuffling
@@ -110,11 +118,17 @@ class DataConfig:
             )
         kind, colon, target = self.split.partition(":")
         plain = kind in ("subject", "uci_har_official") and not colon
-        targeted = kind in ("loso", "lodo") and bool(target)
+        targeted = kind in ("loso", "lodo", "unlabelled") and bool(target)
         if not (plain or targeted):
             raise ValueError(f"unknown split {self.split!r}; use one of {', '.join(SPLIT_FORMS)}")
         if kind == "uci_har_official" and "uci_har" not in self.datasets:
             raise ValueError("split 'uci_har_official' needs 'uci_har' in datasets")
+        if not 0 < self.target_test_fraction < 1:
+            raise ValueError(f"target_test_fraction must lie in (0, 1), got {self.target_test_fraction}")
+        if not isinstance(self.subject_groups, dict) or not all(
+            isinstance(members, list) for members in self.subject_groups.values()
+        ):
+            raise ValueError(f"subject_groups must map group names to lists of subject ids, got {self.subject_groups!r}")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
         if self.sampling not in SAMPLING_MODES:
@@ -241,6 +255,8 @@ def _build(config: DataConfig) -> tuple[DataConfig, WindowSet]:
     loaded = {name: _load_dataset(config, name) for name in config.datasets}
     config = resolve_window_seconds(config, loaded)
     windows = concat([_harmonise(config, name, data) for name, data in loaded.items()])
+    if config.subject_groups:
+        windows = with_subject_groups(windows, config.subject_groups)
     counts = windows.class_counts()
     if config.activities is not None:
         empty = [a for a in label_space(config.activities) if counts.get(a, 0) == 0]
@@ -264,6 +280,9 @@ def split_windows(windows: WindowSet, config: DataConfig) -> dict[str, np.ndarra
         return split_by_subject(windows, config.val_fraction, config.test_fraction, config.seed)
     if kind == "uci_har_official":
         return uci_har_official(windows, config.val_fraction, config.seed)
+    if kind == "unlabelled":
+        return unlabelled_target_split(windows, target, by=config.domain_by, val_fraction=config.val_fraction,
+                                       target_test_fraction=config.target_test_fraction, seed=config.seed)
     by = "subject" if kind == "loso" else config.domain_by
     return leave_one_domain_out(windows, target, by=by, val_fraction=config.val_fraction, seed=config.seed)
 
@@ -278,6 +297,7 @@ class PreparedData:
     test: WindowSet
     standardiser: Standardiser
     domain_names: list[str]
+    unlabelled: UnlabelledWindows | None = None  # trained on without labels (split "unlabelled:", stretches)
 
     @property
     def activity_names(self) -> list[str]:
@@ -299,8 +319,11 @@ class PreparedData:
     def num_domains(self) -> int:
         return len(self.domain_names)
 
-    def loader(self, windows: WindowSet, *, augmented: bool = False, **options: Any) -> WindowLoader:
+    def loader(self, windows: WindowSet, *, augmented: bool = False, unlabelled: UnlabelledWindows | None = None,
+               **options: Any) -> WindowLoader:
         """A loader over ``windows`` with this run's domain labelling; ``options`` go to WindowLoader.
+
+        ``unlabelled`` windows join with activity label -1 (see ``WindowLoader.from_windowset``).
 
         ``augmented`` applies the configured augmentation (in physical units, around this run's
         standardisation) unless ``options`` give their own ``augment``.
@@ -315,14 +338,14 @@ class PreparedData:
                 ),
             )
         return WindowLoader.from_windowset(
-            windows, domain_by=self.config.domain_by, domain_names=self.domain_names, **options
+            windows, domain_by=self.config.domain_by, domain_names=self.domain_names, unlabelled=unlabelled, **options
         )
 
     def train_loader(self, **options: Any) -> WindowLoader:
-        """Shuffled, with the configured sampling and augmentation."""
+        """Shuffled, with the configured sampling and augmentation; the unlabelled windows join (label -1)."""
         options.setdefault("shuffle", True)
         options.setdefault("sampling", self.config.sampling)
-        return self.loader(self.train, augmented=True, **options)
+        return self.loader(self.train, augmented=True, unlabelled=self.unlabelled, **options)
 
     def val_loader(self, **options: Any) -> WindowLoader:
         """In order, every window once, no augmentation: deterministic evaluation."""
@@ -352,7 +375,49 @@ class PreparedData:
                 }
                 for side, ws in sides.items()
             },
+            # Its labels are not to be used, so not even their counts are recorded.
+            "unlabelled": None if self.unlabelled is None else {
+                "windows": len(self.unlabelled), "subjects": sorted(set(self.unlabelled.subject.tolist()))},
         }
+
+
+def _unlabelled_windows(config: DataConfig, windows: WindowSet,
+                        split: dict[str, np.ndarray]) -> UnlabelledWindows | None:
+    """The windows training uses without labels: an unlabelled target's training side (its labels
+    dropped here) and, with ``unlabelled_stretches``, the unlabelled stretches of the recordings of people
+    on the training side (never of validation or test people)."""
+    parts = []
+    if "unlabelled" in split:
+        parts.append(UnlabelledWindows.from_windowset(windows.subset(split["unlabelled"])))
+    if config.unlabelled_stretches:
+        training_people = set(windows.subject[split["train"]].tolist())
+        training_people |= set(windows.subject[split.get("unlabelled", np.zeros(0, dtype=np.int64))].tolist())
+        stretches = _stretches(config)
+        kept = stretches.subset(np.isin(stretches.subject, sorted(training_people)))
+        if config.subject_groups:
+            owner = {subject: group for group, members in config.subject_groups.items() for subject in members}
+            kept.attributes["subject_group"] = np.array([owner[s] for s in kept.subject], dtype=str)
+        logger.info("%d unlabelled stretch windows of %d training-side people join training",
+                    len(kept), len(set(kept.subject.tolist())))
+        parts.append(kept)
+    return join(parts) if parts else None
+
+
+def _stretches(config: DataConfig) -> UnlabelledWindows:
+    """Unlabelled-stretch windows of every configured source that gives continuous recordings."""
+    parts = []
+    for name in config.datasets:
+        loaded = load_source(name, path=config.paths.get(name), cache_dir=config.cache_dir,
+                             download=config.download, **config.source_options.get(name, {}))
+        if isinstance(loaded, WindowSet):
+            continue  # pre-windowed data has no stretches between its windows
+        step = max(1, int(round(config.step_seconds * config.sample_rate)))
+        parts.append(unlabelled_stretches(loaded, config.window_length, step, config.sample_rate,
+                                          config.channel_set, min_share=config.min_purity))
+    if not parts:
+        raise ValueError(f"unlabelled_stretches: none of {config.datasets} gives continuous recordings "
+                         "(pre-windowed sources such as uci_har have no stretches); use e.g. hapt")
+    return join(parts)
 
 
 def prepare(config: DataConfig | None = None) -> PreparedData:
@@ -365,7 +430,10 @@ def prepare(config: DataConfig | None = None) -> PreparedData:
     missing = [a for a, n in train.class_counts().items() if n == 0]
     if missing:
         logger.warning("activities %s have no training windows under split %r", missing, config.split)
-    standardiser = Standardiser.fit(train)
+    unlabelled = _unlabelled_windows(config, windows, split)
+    # Statistics from everything training sees: the unlabelled windows' signals included.
+    standardiser = Standardiser.fit(
+        train if unlabelled is None else np.concatenate([train.signals, unlabelled.signals]))
     _, domain_names = windows.domain_ids(config.domain_by)
     prepared = PreparedData(
         config=config,
@@ -374,6 +442,7 @@ def prepare(config: DataConfig | None = None) -> PreparedData:
         test=standardiser.transform(windows.subset(split["test"])),
         standardiser=standardiser,
         domain_names=domain_names,
+        unlabelled=None if unlabelled is None else unlabelled.with_signals(standardiser.transform(unlabelled.signals)),
     )
     logger.info(
         "prepared %s: %d train, %d val, %d test windows; %d activities, %d domains by %s",

@@ -107,13 +107,8 @@ def split_by_subject(
     return _checked({"train": train, "val": val, "test": test}, ws)
 
 
-def leave_one_domain_out(
-    ws: WindowSet, target: str, by: str = "dataset", val_fraction: float = 0.15, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """Test on the windows whose ``by`` grouping (dataset, subject, attribute) equals ``target``.
-
-    Train/val are split by subject from the other windows: cross-domain evaluation.
-    """
+def _target_mask(ws: WindowSet, target: str, by: str) -> np.ndarray:
+    """Which windows have ``by`` grouping ``target``; refuses a target absent from the data or covering it all."""
     column = ws.grouping(by)
     is_target = column == target
     if not is_target.any():
@@ -122,8 +117,77 @@ def leave_one_domain_out(
         )
     if is_target.all():
         raise ValueError(f"every window has {by} {target!r}; nothing is left to train on")
+    return is_target
+
+
+def leave_one_domain_out(
+    ws: WindowSet, target: str, by: str = "dataset", val_fraction: float = 0.15, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """Test on the windows whose ``by`` grouping (dataset, subject, attribute) equals ``target``.
+
+    Train/val are split by subject from the other windows: cross-domain evaluation.
+    """
+    is_target = _target_mask(ws, target, by)
     train, val = stratified_subject_split(ws, val_fraction, seed, index=_indices(~is_target))
     return _checked({"train": train, "val": val, "test": _indices(is_target)}, ws)
+
+
+def unlabelled_target_split(
+    ws: WindowSet,
+    target: str,
+    by: str = "dataset",
+    val_fraction: float = 0.15,
+    target_test_fraction: float = 0.5,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Unsupervised domain adaptation: ``target``'s people split into a training side whose windows
+    are used *without labels* ("unlabelled") and a held-out side ("test"); the other windows form the
+    labelled source, split by subject into "train" and "val" (source risk is measured on "val").
+
+    The target subjects are drawn at random (seeded), not class-balanced: balancing would read the
+    target's labels, which this setting must not use.
+    """
+    _check_fraction("target_test_fraction", target_test_fraction)
+    is_target = _target_mask(ws, target, by)
+    subjects = np.array(sorted(set(ws.subject[is_target].tolist())))
+    if len(subjects) < 2:
+        raise ValueError(
+            f"{by} {target!r} has {len(subjects)} subject; unlabelled adaptation needs at least 2 target "
+            "subjects, some to adapt on (unlabelled) and others to test on"
+        )
+    count = _held_count(len(subjects), target_test_fraction, keep_at_least=1)
+    if count == 0:
+        raise ValueError(f"target_test_fraction {target_test_fraction} holds out no target subject to test on")
+    held = np.random.default_rng([seed, 11]).choice(subjects, size=count, replace=False)
+    is_test = is_target & np.isin(ws.subject, held)
+    train, val = stratified_subject_split(ws, val_fraction, seed, index=_indices(~is_target))
+    return _checked(
+        {"train": train, "val": val, "test": _indices(is_test), "unlabelled": _indices(is_target & ~is_test)}, ws
+    )
+
+
+def with_subject_groups(ws: WindowSet, groups: dict[str, list[str]]) -> WindowSet:
+    """Only the windows of the listed subjects, each tagged with its group in the attribute
+    ``subject_group`` (a domain grouping like any other: ``domain_by="subject_group"``).
+
+    For cross-person adaptation: ``{"source": [...], "target": [...]}`` makes one group of people the
+    labelled source and another the target. Subjects are full ids (``"uci_har:7"``).
+    """
+    owner: dict[str, str] = {}
+    for group, members in groups.items():
+        for subject in members:
+            if subject in owner:
+                raise ValueError(f"subject {subject!r} is in subject groups {owner[subject]!r} and {group!r}")
+            owner[subject] = group
+    present = set(ws.subject.tolist())
+    missing = sorted(set(owner) - present)
+    if missing:
+        raise ValueError(f"subject_groups name subjects with no windows: {missing[:5]}; subjects look like "
+                         f"{sorted(present)[:3]}")
+    keep = np.isin(ws.subject, sorted(owner))
+    kept = ws.subset(keep)
+    kept.attributes["subject_group"] = np.array([owner[s] for s in kept.subject], dtype=str)
+    return kept
 
 
 def leave_one_subject_out(

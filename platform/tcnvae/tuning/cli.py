@@ -44,7 +44,7 @@ from ray.tune.search.sample import Categorical, Float, Integer
 from tcnvae.checkpoints import check_writable_folder, read_json_object
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.tuning import provenance, spaces
-from tcnvae.tuning.config import OBJECTIVES, check_resources, data_config, validate_config
+from tcnvae.tuning.config import ADAPT_MODES, OBJECTIVES, check_resources, data_config, validate_config
 from tcnvae.tuning.results import trial_settings
 from tcnvae.tuning.tensorboard import is_search_domain, tune_logger_callbacks, write_search_start
 from tcnvae.tuning.trainable import make_trainable
@@ -189,11 +189,18 @@ def search_parser(description: str) -> argparse.ArgumentParser:
                         help="what the search maximises (default: accuracy). accuracy: validation accuracy "
                              "on held-out subjects of the training domains; worst_domain_accuracy: the "
                              "lowest per-domain validation accuracy; target_accuracy: accuracy on a small "
-                             "labelled slice of --target-domain, which is held out of training")
+                             "labelled slice of --target-domain, which is held out of training; source_risk: "
+                             "minus the validation cross-entropy; dev: minus the Deep Embedded Validation risk "
+                             "(needs --adapt unlabelled)")
     search.add_argument("--target-domain", default=None,
-                        help="the deployment domain for --metric target_accuracy")
+                        help="the deployment domain: for --metric target_accuracy, or to adapt to with --adapt "
+                             "unlabelled")
     search.add_argument("--target-labelled-fraction", type=float, default=None,
                         help="share of the target domain's subjects labelled for model selection (default: 0.2)")
+    search.add_argument("--adapt", choices=ADAPT_MODES, default=None,
+                        help="unlabelled: --target-domain's training-side subjects join training without labels "
+                             "(unsupervised domain adaptation; select with --metric dev or source_risk), its other "
+                             "subjects are the test side; none: the target is held out of training (default: none)")
     search.add_argument("--resume", action="store_true",
                         help="continue the interrupted experiment --name: unfinished and errored trials go on "
                              "from their checkpoints, finished ones are not rerun")
@@ -235,6 +242,7 @@ def parse_assignments(pairs: Sequence[str], option: str) -> dict[str, Any]:
 _FLAG_SETTINGS = {
     "data": "datasets", "max_epochs": "max_epochs", "metric": "objective", "target_domain": "target_domain",
     "target_labelled_fraction": "target_labelled_fraction", "seed": "seed", "workers_per_trial": "workers_per_trial",
+    "adapt": "adapt",
 }
 
 
@@ -255,7 +263,16 @@ def base_config(args: argparse.Namespace, recipe_defaults: Mapping[str, Any]) ->
     if "gpus_per_trial" in flags:
         config["use_gpu"] = args.gpus_per_trial > 0
     config.update(parse_assignments(args.overrides, "--set"))
-    return validate_config(config)
+    config = validate_config(config)
+    check_target_domain(config)
+    return config
+
+
+def check_target_domain(config: Mapping[str, Any]) -> None:
+    """With a target domain, split the data once here: a target absent from the data, one that leaves no
+    labelled training windows or too few subjects to adapt and test on fails now, not in every trial."""
+    if config["target_domain"]:
+        prepare(data_config(config))
 
 
 def _config_file(args: argparse.Namespace) -> dict[str, Any]:

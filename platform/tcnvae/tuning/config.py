@@ -28,6 +28,8 @@ OBJECTIVES: dict[str, str] = {
     "accuracy": "val/accuracy",
     "worst_domain_accuracy": "val/worst_domain_accuracy",
     "target_accuracy": "target/accuracy",
+    "source_risk": "select/source_score",
+    "dev": "select/dev_score",
 }
 """What a search may optimise (all maximised), by flag value → reported metric.
 
@@ -39,7 +41,21 @@ OBJECTIVES: dict[str, str] = {
   training (``target_domain``; ``target_labelled_fraction`` of its subjects are labelled for model
   selection, the rest stay unseen for the final test). The choice when you know where the model will
   be deployed and can label a little of it.
+- ``source_risk``: minus the activity cross-entropy on the validation subjects (source risk, as a score
+  to maximise). Label-free with respect to the target; assumes the target looks like the source.
+- ``dev``: minus the Deep Embedded Validation risk (You et al., ICML 2019) — the same validation loss,
+  each window weighted by how target-like its features are (a domain classifier's density ratio), with
+  a control variate against the weights' variance. Needs ``adapt="unlabelled"`` (target features, never
+  target labels); assumes covariate shift (p(y|x) shared) and overlapping feature distributions.
+
+With ``adapt="unlabelled"`` the target's accuracy is still reported as ``analysis/target_accuracy``
+and ``analysis/target_macro_f1``, for analysis only: no objective reads them.
 """
+ADAPT_MODES = ("none", "unlabelled")
+"""``none``: a ``target_domain`` is held out of training (its labelled slice may select models:
+``target_accuracy``). ``unlabelled``: the target's training-side subjects join training without labels
+(unsupervised domain adaptation), its other subjects are the test side."""
+LABEL_FREE_OBJECTIVES = ("accuracy", "worst_domain_accuracy", "source_risk", "dev")
 OBJECTIVE_MODE = "max"
 
 OPTIMIZERS = ("adam", "adamw")
@@ -85,7 +101,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "crop_windows": False,  # True: centre-crop pre-windowed data longer than window_seconds
     "step_seconds": 1.28,
     "min_purity": 0.8,
-    "sampling": "uniform",  # "uniform", "class_balanced", "domain_balanced"
+    "sampling": "uniform",  # "uniform", "class_balanced", "domain_balanced", "target_balanced" (adapt="unlabelled")
     "augment_noise_std": 0.0,
     "augment_scale_std": 0.0,
     "augment_rotation_deg": 0.0,
@@ -125,6 +141,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "objective": "accuracy",
     "target_domain": None,
     "target_labelled_fraction": 0.2,
+    "adapt": "none",  # ADAPT_MODES; "unlabelled": the target's training-side windows train without labels
+    "target_test_fraction": 0.5,  # adapt="unlabelled": share of the target's subjects kept for the test
+    "unlabelled_stretches": False,  # recordings' unlabelled stretches (HAPT) of training-side people join unlabelled
+    "subject_groups": {},  # group -> subject ids, e.g. {"source": [...], "target": [...]}; domain_by="subject_group"
     # execution
     "seed": 0,
     "workers_per_trial": 1,
@@ -188,7 +208,7 @@ def _check_choices(config: Mapping[str, Any]) -> list[str]:
     problems = []
     for key, allowed in (("objective", tuple(OBJECTIVES)), ("optimizer", OPTIMIZERS),
                          ("lr_schedule", LR_SCHEDULES), ("beta_schedule", tuple(BETA_SCHEDULES)),
-                         ("mixed_precision", PRECISIONS)):
+                         ("mixed_precision", PRECISIONS), ("adapt", ADAPT_MODES)):
         if config[key] not in allowed:
             problems.append(_problem(key, config[key], f"one of {', '.join(allowed)}"))
     if config["mixed_precision"] == "fp16" and not config["use_gpu"]:
@@ -197,6 +217,20 @@ def _check_choices(config: Mapping[str, Any]) -> list[str]:
     if config["objective"] == "target_accuracy" and not config["target_domain"]:
         problems.append(_problem("target_domain", config["target_domain"],
                                  "a domain name: objective 'target_accuracy' needs a target domain"))
+    unlabelled = config["adapt"] == "unlabelled"
+    if unlabelled and not config["target_domain"]:
+        problems.append(_problem("target_domain", config["target_domain"],
+                                 "a domain name: adapt='unlabelled' needs the target whose labels go unused"))
+    if unlabelled and config["objective"] not in LABEL_FREE_OBJECTIVES:
+        problems.append(_problem("objective", config["objective"],
+                                 f"one of {', '.join(LABEL_FREE_OBJECTIVES)} with adapt='unlabelled': the "
+                                 "target's labels are not to be used, so they cannot choose models"))
+    if config["objective"] == "dev" and not unlabelled:
+        problems.append(_problem("objective", "dev", "an objective other than 'dev' without adapt='unlabelled': "
+                                 "Deep Embedded Validation weighs by unlabelled target windows"))
+    if config["sampling"] == "target_balanced" and not unlabelled:
+        problems.append(_problem("sampling", "target_balanced", "another sampling without adapt='unlabelled' "
+                                 "(it balances labelled source and unlabelled target windows)"))
     return problems
 
 
@@ -295,7 +329,9 @@ def data_config(config: Mapping[str, Any]) -> DataConfig:
     """The data layer's :class:`DataConfig` for a validated-shape trial config, checked by its own rules.
 
     With a ``target_domain`` and the default ``split="subject"``, the split becomes
-    ``"lodo:<target_domain>"``: the target is held out of training and is what the test side holds.
+    ``"lodo:<target_domain>"``: the target is held out of training and is what the test side holds;
+    with ``adapt="unlabelled"`` it becomes ``"unlabelled:<target_domain>"`` (its training side joins
+    training without labels).
     """
     names = {item.name for item in fields(DataConfig)}
     values = {_DATA_KEYS.get(key, key): value for key, value in config.items()
@@ -304,7 +340,7 @@ def data_config(config: Mapping[str, Any]) -> DataConfig:
                               if key.startswith(_AUGMENT_PREFIX)}
     target = config["target_domain"]
     if target:
-        held_out = f"lodo:{target}"
+        held_out = f"{'unlabelled' if config['adapt'] == 'unlabelled' else 'lodo'}:{target}"
         if values["split"] == DEFAULT_CONFIG["split"]:
             values["split"] = held_out
         elif values["split"] != held_out:

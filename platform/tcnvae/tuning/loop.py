@@ -3,7 +3,8 @@
 :func:`run_trial` builds everything from the flat config (data, a TCN-VAE sized from the data, a
 configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy), restores from a checkpoint
 directory when given one, then each epoch: applies the epoch's replayed hyperparameters (if any) and
-the curriculum's stage, trains, validates, evaluates the target slice (if a target domain is set),
+the curriculum's stage, trains, validates, evaluates the target slice (if a target domain is set)
+or, with an unlabelled target, the label-free selection scores (:mod:`tcnvae.tuning.selection`),
 logs to TensorBoard, writes a checkpoint directory and hands both to ``report``. Where the report
 goes (Tune, Ray Train, a list in a test) is the caller's business, which is how one loop serves
 every mode.
@@ -44,6 +45,7 @@ from tcnvae.tuning.config import (
     validate_config,
 )
 from tcnvae.tuning.replay import history_entry, scheduled_values
+from tcnvae.tuning.selection import LabelFreeSelection
 from tcnvae.tuning.tensorboard import STAGE_METRIC, TARGET_METRIC, TrialBoard
 
 logger = logging.getLogger(__name__)
@@ -192,6 +194,23 @@ def target_slice(data: PreparedData, fraction: float, seed: int, pin_memory: boo
     return data.loader(data.test.subset(np.isin(data.test.subject, chosen)), pin_memory=pin_memory)
 
 
+ANALYSIS_PREFIX = "analysis/"
+"""Metrics logged for analysis only, never an objective: the target's accuracy with adapt="unlabelled"."""
+
+
+def selects_without_labels(config: Mapping[str, Any]) -> bool:
+    """Whether a trial computes the label-free selection scores (source risk, DEV) each epoch."""
+    return config["adapt"] == "unlabelled" or config["objective"] in ("source_risk", "dev")
+
+
+def unlabelled_target_metrics(trainer: TCNVAETrainer, test_loader: WindowLoader) -> dict[str, float]:
+    """The unlabelled target's held-out accuracy and macro-F1, under ``analysis/``: reported so a study can
+    see how selection did, never read by an objective (the target's labels are not to be used)."""
+    trainer.validate(test_loader)
+    return {f"{ANALYSIS_PREFIX}target_accuracy": trainer.last_val_metrics["accuracy"],
+            f"{ANALYSIS_PREFIX}target_macro_f1": trainer.last_val_metrics["macro_f1"]}
+
+
 def epoch_metrics(trainer: TCNVAETrainer, target_accuracy: float | None) -> dict[str, float]:
     """The flat metrics of the epoch just run; the keys are also the TensorBoard tags."""
     train, val = trainer.last_train_metrics, trainer.last_val_metrics
@@ -201,6 +220,7 @@ def epoch_metrics(trainer: TCNVAETrainer, target_accuracy: float | None) -> dict
         "loss/activity": train["activity"], "loss/domain": train["domain"],
         "schedule/beta": train["beta"], "schedule/alpha": train["alpha"], "schedule/lr": train["lr"],
         "train/domain_accuracy": train["domain_accuracy"],
+        "train/unlabelled": train["unlabelled"], "train/nonfinite_input_batches": train["nonfinite_input_batches"],
         "val/loss": val["loss"], "val/accuracy": val["accuracy"], "val/macro_f1": val["macro_f1"],
         "val/worst_domain_accuracy": val["worst_domain_accuracy"],
         "val/domain_classifier_accuracy": val["domain_classifier_accuracy"],
@@ -324,8 +344,11 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
     _check_batches_per_worker(base_loader, worker.world_size)
     train_loader: Any = RankShard(base_loader, worker.rank, worker.world_size) if worker.world_size > 1 else base_loader
     val_loader = data.val_loader(pin_memory=pin_memory)
+    unlabelled_target = config["adapt"] == "unlabelled"
     target_loader = (target_slice(data, config["target_labelled_fraction"], config["seed"], pin_memory)
-                     if config["target_domain"] else None)
+                     if config["target_domain"] and not unlabelled_target else None)
+    test_loader = data.test_loader(pin_memory=pin_memory) if unlabelled_target else None
+    selection = LabelFreeSelection(data, config["seed"], pin_memory) if selects_without_labels(config) else None
     reports_curriculum = config["curriculum"] != "none"  # the baseline's stage never changes: nothing to draw
     board = None
     if log_dir is not None and worker.rank == 0:
@@ -349,9 +372,13 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
             _check_batches_per_worker(base_loader, worker.world_size, stage.name)
             _train_epoch(trainer, train_loader, epoch, parallel)
             target_accuracy = trainer.validate(target_loader)[1] if target_loader is not None else None
+            analysis = unlabelled_target_metrics(trainer, test_loader) if test_loader is not None else {}
             trainer.validate(val_loader)
             trainer.epoch = epoch + 1
             metrics = epoch_metrics(trainer, target_accuracy)
+            metrics.update(analysis)
+            if selection is not None:
+                metrics.update(selection.metrics(trainer.model, worker.device))
             stage_metrics = runner.metrics()
             if reports_curriculum:
                 metrics.update(stage_metrics)

@@ -56,6 +56,22 @@ def loss_weight_bounds() -> dict[str, list[float]]:
     return {"beta": list(BETA), "lambda_act": list(LAMBDA_ACT), "lambda_dom": list(LAMBDA_DOM)}
 
 
+# Unsupervised adaptation (adapt="unlabelled"): the domain head is what adapts, so its weight reaches
+# the DANN range (Ganin et al. use λ = 1) and the α ramp (epochs until the reversed gradient is full) is searched.
+ADAPT_LAMBDA_DOM = (0.01, 1.0)
+ADAPT_ALPHA_RAMP_EPOCHS = (1.0, 20.0)
+
+
+def adaptation_bounds() -> dict[str, list[float]]:
+    """``[low, high]`` of λ_dom and the α ramp when adapting to unlabelled target windows."""
+    return {"lambda_dom": list(ADAPT_LAMBDA_DOM), "alpha_ramp_epochs": list(ADAPT_ALPHA_RAMP_EPOCHS)}
+
+
+def adaptation_space() -> dict[str, Any]:
+    """Sampled λ_dom (log scale) and α ramp for unlabelled-target searches."""
+    return {"lambda_dom": tune.loguniform(*ADAPT_LAMBDA_DOM), "alpha_ramp_epochs": tune.uniform(*ADAPT_ALPHA_RAMP_EPOCHS)}
+
+
 def clamp_to_bounds(config: dict[str, Any], bounds: dict[str, list[float]]) -> dict[str, Any]:
     """PBT's ``custom_explore_fn``: pull perturbed values back into their ``[low, high]`` bounds.
 
