@@ -18,6 +18,7 @@ from ray.tune.search.sample import Categorical
 
 from tcnvae.data import load_source
 from tcnvae.tuning import cli, schedulers, spaces, validate_config
+from tcnvae.tuning.results import trial_settings
 
 from test_searches import TINY, TINY_MODEL, recipe
 
@@ -191,7 +192,8 @@ def test_every_search_runs_with_one_epoch(ray_cluster, tmp_path, name, extra):
                                  *extra, *TINY])
     assert not results.errors and all(result.metrics["epoch"] == 1 for result in results)
     best = json.loads((tmp_path / name / "best_config.json").read_text())
-    assert validate_config(best) == best and best["max_epochs"] == 1
+    settings = trial_settings(best)  # best_config.json also holds the test record, which is no setting
+    assert validate_config(settings) == settings and settings["max_epochs"] == 1
 
 
 @pytest.mark.parametrize("name, extra", [("pretrain", ["--max-epochs", "1"]), ("lr_range", ["--epochs", "1"])])
