@@ -27,6 +27,18 @@ SMALL_DATA = {"source_options": {"synthetic": {"num_domains": 2, "subjects_per_d
 TINY_MODEL = {"hidden_dims": [8], "latent_dim": 4, "head_hidden": 16, "decoder_channels": 8}
 
 
+def recipe(name: str):
+    """A search script loaded as a module, so tests call its ``main(argv)`` against the shared cluster."""
+    spec = importlib.util.spec_from_file_location(f"searches_{name}", SEARCHES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def set_flags(settings: dict) -> list[str]:
+    return [flag for key, value in settings.items() for flag in ("--set", f"{key}={json.dumps(value)}")]
+
+
 def test_window_features_measure_what_their_names_say():
     rate, seconds = 50.0, 2.56
     t = np.arange(int(rate * seconds)) / rate
@@ -70,13 +82,9 @@ def test_the_summary_says_plainly_when_the_best_trial_does_not_beat_the_baseline
 
 @pytest.mark.ray
 def test_every_search_reports_the_baseline_beside_the_best_trial(ray_cluster, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("searches_loss_weights", SEARCHES / "loss_weights.py")
-    loss_weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loss_weights)
-    settings = [f"{key}={json.dumps(value)}" for key, value in {**SMALL_DATA, **TINY_MODEL}.items()]
-    loss_weights.main(["--storage-path", str(tmp_path), "--name", "search", "--num-samples", "2",
-                       "--max-epochs", "1", "--max-concurrent", "1",
-                       *[flag for setting in settings for flag in ("--set", setting)]])
+    recipe("loss_weights").main(["--storage-path", str(tmp_path), "--name", "search", "--num-samples", "2",
+                                 "--max-epochs", "1", "--max-concurrent", "1",
+                                 *set_flags({**SMALL_DATA, **TINY_MODEL})])
     printed = capsys.readouterr().out
     expected = baseline_for_config({**SMALL_DATA, **TINY_MODEL})
     saved = json.loads((tmp_path / "search" / "baseline.json").read_text())
@@ -88,3 +96,23 @@ def test_every_search_reports_the_baseline_beside_the_best_trial(ray_cluster, tm
         board = list(csv.DictReader(stream))
     assert len(board) == 2
     assert all(float(row["baseline val/accuracy"]) == pytest.approx(expected.val["accuracy"]) for row in board)
+
+
+@pytest.mark.ray
+def test_the_architecture_search_tries_encoders_of_the_documented_shapes(ray_cluster, tmp_path, capsys):
+    architecture = recipe("architecture")
+    architecture.main(["--storage-path", str(tmp_path), "--name", "shapes", "--num-samples", "2",
+                       "--max-epochs", "1", "--max-concurrent", "1", "--seed", "2", *set_flags(SMALL_DATA)])
+    with open(tmp_path / "shapes" / "leaderboard.csv", newline="") as stream:
+        board = list(csv.DictReader(stream))
+    assert len(board) == 2 and {row["status"] for row in board} == {"completed"}
+    shapes = {(row["hidden_dims"], int(row["kernel_size"]), int(row["latent_dim"])) for row in board}
+    assert len(shapes) > 1  # the trials differ in architecture
+    for hidden_dims, kernel_size, latent_dim in shapes:
+        widths = json.loads(hidden_dims)
+        assert len(widths) in architecture.BLOCKS and set(widths) <= set(architecture.WIDTHS)
+        assert len(set(widths)) == 1 and kernel_size in (3, 5, 7) and latent_dim in (16, 32, 64)
+    best = json.loads((tmp_path / "shapes" / "best_config.json").read_text())
+    assert [best["hidden_dims"], best["kernel_size"], best["latent_dim"]] == [
+        json.loads(board[0]["hidden_dims"]), int(board[0]["kernel_size"]), int(board[0]["latent_dim"])]
+    assert "baseline (random forest): val" in capsys.readouterr().out
