@@ -21,7 +21,6 @@ leaderboard.csv and best_config.json in the experiment folder.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ray import tune
@@ -34,6 +33,10 @@ from tcnvae.tuning.results import summarise_search
 
 RECIPE_DEFAULTS: dict = {}  # everything else: tcnvae.tuning.config.DEFAULT_CONFIG
 NUM_SAMPLES = 8  # trials, unless --num-samples says otherwise
+# ASHA: no trial is stopped before GRACE_PERIOD epochs (a larger model needs a few to show what it can
+# do); at each rung 1/REDUCTION_FACTOR of the trials go on.
+GRACE_PERIOD = 2
+REDUCTION_FACTOR = 2
 
 BLOCKS = (2, 3, 4)
 WIDTHS = (32, 64, 128)
@@ -44,26 +47,12 @@ SPACE = {
 }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = cli.search_parser(__doc__)
-    parser.add_argument("--grace-period", type=int, default=2,
-                        help="ASHA: epochs before a trial may be stopped; a larger model needs a few epochs to "
-                             "show what it can do (default: 2)")
-    parser.add_argument("--reduction-factor", type=float, default=2,
-                        help="ASHA: 1/reduction-factor of the trials at each rung go on (default: 2)")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> tune.ResultGrid:
-    args = parse_args(argv)
+    args = cli.search_parser(__doc__).parse_args(argv)
 
     # Everything is checked before Ray starts, every architecture of the space included.
     config = cli.base_config(args, RECIPE_DEFAULTS)
     cli.validate_space(config, SPACE)
-    grace_period = min(args.grace_period, config["max_epochs"])
-    if args.grace_period < 1 or args.reduction_factor <= 1:
-        raise ValueError(f"--grace-period {args.grace_period} --reduction-factor {args.reduction_factor}: "
-                         "expected an integer >= 1 and a factor above 1")
     metric = OBJECTIVES[config["objective"]]
     experiment = cli.experiment_path(args, "architecture")
     cli.start_ray(args, config)
@@ -75,8 +64,8 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
             args, experiment, config, param_space={**config, **SPACE},
             search_alg=BasicVariantGenerator(random_state=config["seed"]),
             scheduler=ASHAScheduler(metric=metric, mode=OBJECTIVE_MODE, time_attr="training_iteration",
-                                    max_t=config["max_epochs"], grace_period=grace_period,
-                                    reduction_factor=args.reduction_factor),
+                                    max_t=config["max_epochs"], reduction_factor=REDUCTION_FACTOR,
+                                    grace_period=min(GRACE_PERIOD, config["max_epochs"])),
             num_samples=args.num_samples or NUM_SAMPLES,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric,
                                                     checkpoint_score_order=OBJECTIVE_MODE),
