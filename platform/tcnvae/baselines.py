@@ -14,7 +14,7 @@ Features (:func:`window_features`), per channel over the window's time axis:
   (a periodic gait is a few peaks, sitting still is flat noise);
 
 and across channels, the Pearson correlation of every channel pair within the window (how axes move
-together, e.g. up-and-forward on stairs). All numpy/scipy, vectorised over windows.
+together, e.g. up-and-forward on stairs). Plain numpy, vectorised over windows.
 
 Deterministic: the forest is seeded with the config's ``seed``.
 """
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from sklearn.ensemble import RandomForestClassifier
 
 from tcnvae.checkpoints import write_json
@@ -39,7 +38,9 @@ from tcnvae.tuning.config import data_config, validate_config
 
 NAME = "random forest"
 PERCENTILES = (10, 25, 50, 75, 90)
-N_ESTIMATORS = 200  # past ~200 trees the scores on UCI-HAR and HAPT move by < 0.3 points
+# Measured on UCI-HAR (official split) and HAPT (by subject): 400 trees score within 0.3 points of 200
+# on validation and test, 50 trees up to 1.1 points lower, at a quarter of the time.
+N_ESTIMATORS = 200
 N_JOBS = 2  # the driver runs it after the trials have finished, so both cores of a laptop are free
 RESULT_FILE = "baseline.json"
 
@@ -65,8 +66,8 @@ def window_features(signals: np.ndarray, sample_rate: float) -> np.ndarray:
     spectrum = np.abs(np.fft.rfft(centred, axis=1)[:, 1:, :]) ** 2  # DC left out: it is the mean
     frequencies = np.fft.rfftfreq(length, d=1.0 / sample_rate)[1:]
     power = spectrum / np.maximum(spectrum.sum(axis=1, keepdims=True), 1e-12)
-    # A constant channel has no spectrum; entropy of its all-zero power is 0, not NaN.
-    entropy = stats.entropy(np.where(power > 0, power, 1e-300), axis=1) / math.log(max(power.shape[1], 2))
+    # Normalised to [0, 1]; 0·log 0 counts as 0, so a constant channel (no spectrum at all) scores 0.
+    entropy = -(power * np.log(np.where(power > 0, power, 1.0))).sum(axis=1) / math.log(max(power.shape[1], 2))
     # Correlation of every channel pair; a constant channel correlates 0 with everything.
     unit = centred / np.where(std > 1e-12, std, np.inf)[:, None, :]
     correlation = np.einsum("ntc,ntd->ncd", unit, unit) / length
