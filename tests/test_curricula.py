@@ -373,7 +373,8 @@ def test_pretrain_writes_an_encoder_that_freeze_then_finetune_loads(tmp_path, da
     spec.loader.exec_module(pretrain)
     output = pretrain.main(["--max-epochs", "1", "--output", str(tmp_path / "encoder.pt"),
                             "--set", f"source_options={{\"synthetic\": {TINY_DATA['synthetic']}}}".replace("'", '"'),
-                            "--set", "hidden_dims=[8,8]", "--set", "latent_dim=4", "--set", "val_fraction=0.34",
+                            "--set", "hidden_dims=[8,8]", "--set", "latent_dim=4", "--set", "kernel_size=3",
+                            "--set", "val_fraction=0.34",
                             "--set", "test_fraction=0.0"])
     assert output.is_file() and output.with_suffix(".json").is_file()
     trainer = tiny_trainer(data)

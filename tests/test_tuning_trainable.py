@@ -134,7 +134,7 @@ def test_checkpoint_holds_the_full_state_and_resuming_continues_exactly(tmp_path
 
 def test_restore_takes_the_new_config_and_replay_reproduces_the_schedule(tmp_path):
     """A PBT exploit in miniature: epochs 0-1 under one config, then 2-3 under a perturbed one."""
-    first = {"beta": 0.5, "lambda_dom": 0.05, "max_epochs": 4}
+    first = {"beta": 0.5, "lambda_dom": 0.05, "max_epochs": 4, "lr": 1e-3, "lr_schedule": "constant"}
     second = {**first, "beta": 0.2, "lr": 5e-4, "beta_schedule": "linear", "beta_warmup_epochs": 3.0}
     early = Recorder(tmp_path / "early")
     run_trial({**TINY, **first}, early, until_epoch=2)

@@ -6,7 +6,9 @@ epochs is listed beside it, for reading, not for ranking. All objectives are max
 
 Files, written atomically into the experiment folder:
 
-- ``leaderboard.csv``: one row per trial (errored ones included), hyperparameters and metrics, best first;
+- ``leaderboard.csv``: one row per trial (errored ones included), hyperparameters and metrics, best first,
+  with the random-forest baseline's scores in ``baseline ...`` columns (:mod:`tcnvae.baselines`);
+- ``baseline.json``: the baseline's validation and test scores;
 - ``best_config.json``: the complete trial config of the best trial (feed it back with ``--config``),
   plus its test score under :data:`TEST_RECORD_KEY`, which ``--config`` ignores;
 - ``pareto_front.csv``: with several objectives, the trials no other trial beats on every one of them.
@@ -28,6 +30,7 @@ from typing import Any
 
 from ray.tune import ExperimentAnalysis, ResultGrid
 
+from tcnvae.baselines import compare_with_search, leaderboard_columns
 from tcnvae.checkpoints import atomic_write, write_json
 from tcnvae.tuning.scoring import HeldOutScore, near_chance_warning, score_best_trial
 from tcnvae.tuning.importance import report_importance
@@ -177,6 +180,9 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     write_json({**best["result"].config, **record}, experiment / "best_config.json")
 
     _print_best(best, hyperparameters, metrics)
+    # The classical baseline on the same data, printed beside the best trial and added to the leaderboard.
+    baseline = compare_with_search(best, experiment)
+    write_csv([{**row, **leaderboard_columns(baseline)} for row in rows], experiment / "leaderboard.csv")
     if len(metrics) > 1:
         print(f"\nPareto front on {', '.join(metrics)} ({len(candidates)} of {len(rows)} trials):")
         for row in candidates:

@@ -1,7 +1,8 @@
 """The hyperparameter ranges the original documentation recommends, as plain Tune search spaces.
 
 One place for the numbers, so every search (and the README) quotes the same ranges:
-lr 1e-4–1e-3 (log scale), β 0.1–1.0, λ_act 1–5, λ_dom 0.01–0.1, batch size 32/64/128, dropout 0.1–0.5.
+lr 5e-4–5e-3 (log scale; the documentation's 1e-4–1e-3 is below what the range test suggests),
+β 0.1–1.0, λ_act 1–5, λ_dom 0.01–0.1, batch size 32/64/128, dropout 0.1–0.5.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from typing import Any
 from ray import tune
 from ray.tune.search.sample import Categorical
 
-LR = (1e-4, 1e-3)
+# Raised from the original documentation's 1e-4–1e-3: with AdamW and cosine decay the range test
+# (searches/lr_range.py) suggests 2e-3 and above, and 2e-3 is what trained the best hand-set models.
+LR = (5e-4, 5e-3)
 BETA = (0.1, 1.0)
 LAMBDA_ACT = (1.0, 5.0)
 LAMBDA_DOM = (0.01, 0.1)

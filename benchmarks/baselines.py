@@ -1,0 +1,118 @@
+"""Does the platform's default search beat a random forest on people it never saw? Per data set:
+
+1. the default search, ``searches/loss_weights.py`` with no settings but the data's own (budget: flags);
+2. the final model: the best trial's config trained on the training *and* validation subjects for the
+   epoch count at which that trial's validation objective peaked, then scored once on the test subjects;
+3. the random-forest baseline (``tcnvae.baselines``) fitted on exactly those training windows and
+   scored on the same test subjects.
+
+Data sets: UCI-HAR with its official split (9 published test subjects) and HAPT split by subject
+(``split=subject``: a fifth of the 30 people held out as test, never seen in training or selection).
+
+    python benchmarks/baselines.py                                    # both, the default budget
+    python benchmarks/baselines.py --data hapt --num-samples 4 --max-epochs 4   # a small budget
+
+Last lines, one per data set:
+``baselines: data=uci_har platform_macro_f1=… baseline_macro_f1=… platform_acc=… baseline_acc=… minutes=…``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tcnvae.baselines import evaluate_baseline
+from tcnvae.data.pipeline import prepare
+from tcnvae.tuning.config import data_config, validate_config
+from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("TCNVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
+# What a user states about each data set: where it is, its channels, its split. Nothing else is set.
+DATA_SETTINGS = {
+    "uci_har": {"datasets": ["uci_har"], "data_paths": {"uci_har": str(SHARED_DATA / "uci_har_windows.npz")},
+                "channel_set": "uci9", "split": "uci_har_official"},
+    "hapt": {"datasets": ["hapt"], "data_paths": {"hapt": str(SHARED_DATA / "hapt_raw.npz")}, "split": "subject"},
+}
+# About 20 minutes per data set on a 2-core CPU.
+NUM_SAMPLES = 12
+MAX_EPOCHS = 15
+
+
+def default_search(settings: dict[str, Any], storage: Path, name: str, num_samples: int, max_epochs: int) -> Path:
+    """Run searches/loss_weights.py on its defaults with the data's settings; the experiment folder."""
+    spec = importlib.util.spec_from_file_location("searches_loss_weights", ROOT / "searches" / "loss_weights.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    flags = [flag for key, value in settings.items() for flag in ("--set", f"{key}={json.dumps(value)}")]
+    recipe.main(["--storage-path", str(storage), "--name", name, "--num-samples", str(num_samples),
+                 "--max-epochs", str(max_epochs), *flags])
+    return storage / name
+
+
+def best_epoch(experiment: Path) -> int:
+    """The epoch at which the best trial's validation objective peaked (the leaderboard's first row)."""
+    with open(experiment / "leaderboard.csv", newline="") as stream:
+        return int(float(next(csv.DictReader(stream))["best epoch"]))
+
+
+def final_model_and_baseline(config: dict[str, Any], epochs: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Train ``config`` on training + validation subjects for ``epochs``, score the test subjects once;
+    fit and score the baseline on the same windows. Returns (platform, baseline) test scores."""
+    config = validate_config({**config, "val_fraction": 0.0, "max_epochs": epochs})
+    seed_everything(config["seed"])
+    data = prepare(data_config(config))  # the test subjects are held out first, as in the search
+    trainer = build_trainer(config, build_model(config, data), torch.device("cpu"))
+    loader = data.train_loader()
+    for epoch in range(epochs):
+        trainer.train_epoch(loader, epoch)
+    trainer.validate(data.test_loader())
+    platform = {key: trainer.last_val_metrics[key] for key in ("accuracy", "macro_f1")}
+    return platform, evaluate_baseline(data, config["seed"]).test
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", nargs="+", choices=sorted(DATA_SETTINGS), default=["uci_har", "hapt"])
+    parser.add_argument("--num-samples", type=int, default=NUM_SAMPLES, help=f"trials (default: {NUM_SAMPLES})")
+    parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help=f"per trial (default: {MAX_EPOCHS})")
+    parser.add_argument("--storage-path", type=Path, default=None,
+                        help="where the searches are kept (default: a temporary folder)")
+    args = parser.parse_args()
+    missing = [name for name in args.data if not Path(DATA_SETTINGS[name]["data_paths"][name]).is_file()]
+    if missing:
+        parser.error(f"no data file for {missing} under {SHARED_DATA}; set TCNVAE_SHARED_DATA")
+    if args.num_samples < 1 or args.max_epochs < 1:
+        parser.error("--num-samples and --max-epochs must be at least 1")
+
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="tcnvae-baselines-") as scratch:
+        storage = (args.storage_path or Path(scratch)).resolve()
+        for name in args.data:
+            started = time.perf_counter()
+            experiment = default_search(DATA_SETTINGS[name], storage, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
+                                        args.num_samples, args.max_epochs)
+            config = json.loads((experiment / "best_config.json").read_text())
+            epochs = best_epoch(experiment)
+            platform, baseline = final_model_and_baseline(config, epochs)
+            minutes = (time.perf_counter() - started) / 60
+            print(f"{name}: final model ({epochs} epochs on training + validation subjects) test accuracy "
+                  f"{platform['accuracy']:.4f} macro-F1 {platform['macro_f1']:.4f}; random forest "
+                  f"{baseline['accuracy']:.4f} / {baseline['macro_f1']:.4f}", flush=True)
+            lines.append(f"baselines: data={name} platform_macro_f1={platform['macro_f1']:.4f} "
+                         f"baseline_macro_f1={baseline['macro_f1']:.4f} platform_acc={platform['accuracy']:.4f} "
+                         f"baseline_acc={baseline['accuracy']:.4f} minutes={minutes:.1f}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

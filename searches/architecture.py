@@ -1,0 +1,79 @@
+"""Search the TCN-VAE's architecture: depth and width of the encoder, kernel size, latent size.
+
+Random search proposes, ASHA stops early. The loss weights and optimiser stay at their defaults (or
+what --config / --set give, e.g. a loss_weights.py search's best_config.json), so the trials differ
+in their architecture only. Searched:
+
+- encoder blocks (``hidden_dims``): 2, 3 or 4 blocks of 32, 64 or 128 channels. Dilations double per
+  block, so the receptive field is 1 + 2·(kernel − 1)·(2^blocks − 1) samples: 4 blocks of kernel 5
+  see 121 of a 128-sample window, 2 blocks of kernel 3 only 13;
+- ``kernel_size``: 3, 5, 7;
+- ``latent_dim``: 16, 32, 64.
+
+    python searches/architecture.py                              # synthetic data, minutes on a CPU
+    python searches/architecture.py --data hapt --data-path hapt=../shared/data/hapt_raw.npz --num-samples 16
+    python searches/loss_weights.py --config results/<architecture experiment>/best_config.json   # then the weights
+
+Random search, not Optuna: ``hidden_dims`` is a list, which Optuna's categorical parameters cannot
+store. At the end: the best architecture and its metrics beside the random-forest baseline,
+leaderboard.csv and best_config.json in the experiment folder.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from tcnvae.tuning import cli
+from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
+from tcnvae.tuning.results import summarise_search
+
+RECIPE_DEFAULTS: dict = {}  # everything else: tcnvae.tuning.config.DEFAULT_CONFIG
+NUM_SAMPLES = 8  # trials, unless --num-samples says otherwise
+# ASHA: no trial is stopped before GRACE_PERIOD epochs (a larger model needs a few to show what it can
+# do); at each rung 1/REDUCTION_FACTOR of the trials go on.
+GRACE_PERIOD = 2
+REDUCTION_FACTOR = 2
+
+BLOCKS = (2, 3, 4)
+WIDTHS = (32, 64, 128)
+SPACE = {
+    "hidden_dims": tune.choice([[width] * blocks for blocks in BLOCKS for width in WIDTHS]),
+    "kernel_size": tune.choice([3, 5, 7]),
+    "latent_dim": tune.choice([16, 32, 64]),
+}
+
+
+def main(argv: list[str] | None = None) -> tune.ResultGrid:
+    args = cli.search_parser(__doc__).parse_args(argv)
+
+    # Everything is checked before Ray starts, every architecture of the space included.
+    config = cli.base_config(args, RECIPE_DEFAULTS)
+    cli.validate_space(config, SPACE)
+    metric = OBJECTIVES[config["objective"]]
+    experiment = cli.experiment_path(args, "architecture")
+    cli.start_ray(args, config)
+
+    if args.resume:
+        tuner = cli.restore_tuner(args, experiment, config)
+    else:
+        tuner = cli.new_tuner(
+            args, experiment, config, param_space={**config, **SPACE},
+            search_alg=BasicVariantGenerator(random_state=config["seed"]),
+            scheduler=ASHAScheduler(metric=metric, mode=OBJECTIVE_MODE, time_attr="training_iteration",
+                                    max_t=config["max_epochs"], reduction_factor=REDUCTION_FACTOR,
+                                    grace_period=min(GRACE_PERIOD, config["max_epochs"])),
+            num_samples=args.num_samples or NUM_SAMPLES,
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric,
+                                                    checkpoint_score_order=OBJECTIVE_MODE),
+        )
+    results = tuner.fit()
+    summarise_search(results, experiment, list(SPACE), [metric])
+    return results
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
