@@ -152,7 +152,7 @@ def test_driver_killed_mid_search_is_resumed_without_rerunning_finished_trials(r
     assert driver.returncode == -signal.SIGKILL
     assert not (experiment / "leaderboard.csv").exists()
     assert 1 <= len(finished_before_kill) < 4
-    progress = {trial: (experiment / f"tcnvae_trial_{trial}" / "progress.csv").read_text()
+    progress = {trial: (_trial_folder(experiment, trial) / "progress.csv").read_text()
                 for trial in finished_before_kill}
 
     recipe("loss_weights").main([*argv, "--resume"])
@@ -172,4 +172,13 @@ def test_driver_killed_mid_search_is_resumed_without_rerunning_finished_trials(r
                        for report in rows if int(float(report["epoch"])) == epoch}
             assert len(reports) == 1, f"{row['trial']} epoch {epoch} redone with other results: {reports}"
     for trial, text in progress.items():  # trials finished before the kill were not run again
-        assert (experiment / f"tcnvae_trial_{trial}" / "progress.csv").read_text() == text
+        assert (_trial_folder(experiment, trial) / "progress.csv").read_text() == text
+
+
+def _trial_folder(experiment: Path, trial_id: str) -> Path:
+    """The folder of the trial with Tune id ``trial_id`` (folders are named by index and drawn values)."""
+    for folder in experiment.iterdir():
+        result = folder / "result.json"
+        if result.is_file() and f'"trial_id": "{trial_id}"' in result.read_text():
+            return folder
+    raise AssertionError(f"no trial folder of {trial_id} in {experiment}")

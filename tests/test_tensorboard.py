@@ -161,7 +161,9 @@ def test_a_search_leaves_a_tensorboard_that_compares_its_trials(ray_cluster, tmp
     declared = {info.name: info for info in summary.hparam_infos}
     assert set(declared) == set(spaces.loss_weight_space())
     assert (declared["lr"].domain_interval.min_value, declared["lr"].domain_interval.max_value) == pytest.approx((1e-5, 3e-2))
-    assert [value.number_value for value in declared["batch_size"].domain_discrete.values] == list(spaces.BATCH_SIZES)
+    # The batch-size choices as searched: capped to the tiny training set, so each epoch has enough steps.
+    batch_sizes = [value.number_value for value in declared["batch_size"].domain_discrete.values]
+    assert batch_sizes and all(float(row["batch_size"]) in batch_sizes for row in board)
     assert summary.metric_infos[0].name.tag == "val/accuracy"
 
     assert {row["status"] for row in board} >= {"completed", "stopped early"}
