@@ -263,9 +263,22 @@ def base_config(args: argparse.Namespace, recipe_defaults: Mapping[str, Any]) ->
     if "gpus_per_trial" in flags:
         config["use_gpu"] = args.gpus_per_trial > 0
     config.update(parse_assignments(args.overrides, "--set"))
-    config = validate_config(config)
+    config = validate_config(absolute_data_paths(config))
     check_target_domain(config)
     return config
+
+
+def absolute_data_paths(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``data_paths`` and ``data_cache_dir`` as the driver reads them: a trial runs in its own folder
+    (Ray Tune's working directory for it), where a path relative to where the search started points elsewhere."""
+    def absolute(path: Any) -> Any:
+        return path if not isinstance(path, str) or is_uri(path) else str(Path(path).expanduser().absolute())
+
+    resolved = dict(config)
+    if isinstance(config.get("data_paths"), Mapping):
+        resolved["data_paths"] = {name: absolute(path) for name, path in config["data_paths"].items()}
+    resolved["data_cache_dir"] = absolute(config.get("data_cache_dir"))
+    return resolved
 
 
 def check_target_domain(config: Mapping[str, Any]) -> None:
