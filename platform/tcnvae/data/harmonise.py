@@ -124,7 +124,7 @@ def _rate_ratio(source_rate: float, target_rate: float) -> Fraction:
     """target/source as the nearest fraction up/down with down <= MAX_RATE_DENOMINATOR."""
     exact = target_rate / source_rate
     ratio = Fraction(exact).limit_denominator(MAX_RATE_DENOMINATOR)
-    if abs(ratio - exact) > exact / MAX_RATE_DENOMINATOR:  # only below 1/10 000
+    if abs(ratio - exact) > exact / MAX_RATE_DENOMINATOR:  # a ratio past 1 : 10 000 has no close fraction
         raise ValueError(
             f"resampling from {source_rate} Hz to {target_rate} Hz divides the rate by more than "
             f"{MAX_RATE_DENOMINATOR}; check both rates (Hz, not ms or kHz)"
