@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pooch
-import requests
-import urllib3
 
 from tcnvae.checkpoints import atomic_write
 
@@ -106,6 +104,11 @@ class _ResumingDownloader:
 
     def __call__(self, url: str, output_file: str, pooch_instance: object = None) -> None:
         """pooch's downloader protocol: fill ``output_file`` from ``url`` (``pooch_instance`` unused)."""
+        # Imported here, as pooch does: requests takes a fraction of a second to import, and most
+        # loads read local files.
+        import requests
+        import urllib3
+
         offset = self.partial.stat().st_size if self.partial.exists() else 0
         logger.info(
             "downloading %s to %s%s", url, self.target,
