@@ -90,6 +90,34 @@ def test_resampling_keeps_a_sine_at_its_frequency_and_the_duration(source_rate, 
     assert np.abs(out.signal[:, 0]).max() == pytest.approx(1.0, abs=0.1)
 
 
+@pytest.mark.parametrize("source_rate", [20.0, 32.0, 100.0, 29.97])
+def test_resampling_passes_gravity_unchanged_and_follows_rates_that_are_no_simple_ratio(source_rate):
+    """A constant (gravity) stays exact in every output phase; 29.97 -> 50 Hz is the fraction 5000/2997."""
+    length = int(20 * source_rate)
+    signal = np.tile([0.1, -0.2, 0.97, 0.0, 0.0, 0.0], (length, 1))
+    t = np.arange(length) / source_rate
+    signal[:, 3] = np.sin(2 * np.pi * 3.0 * t)
+    labels = (t >= 7.0).astype(int)
+    out = resample(_recording(signal, labels, rate=source_rate), 50.0)
+    assert len(out) == int(length * 50.0 / source_rate + 1e-9)
+    np.testing.assert_allclose(out.signal[:, :3], np.tile([0.1, -0.2, 0.97], (len(out), 1)), atol=1e-6)
+    assert _dominant_frequency(out.signal[:, 3], 50.0) == pytest.approx(3.0, abs=0.06)
+    switch = np.flatnonzero(np.diff(out.labels))[0] + 1
+    assert switch / 50.0 == pytest.approx(7.0, abs=1 / source_rate)
+
+
+def test_short_recordings_are_split_and_resampled_and_impossible_rates_refused():
+    """Shorter than the gravity filter's mirror padding (500 samples at 50 Hz): mirrored as far as it reaches."""
+    t = np.arange(100) / 50.0
+    acc = np.array([0.0, 0.0, 1.0]) + 0.2 * np.sin(2 * np.pi * 2.0 * t)[:, None] * np.array([1.0, 0.0, 0.0])
+    body, gravity = separate_gravity(acc, 50.0)
+    np.testing.assert_allclose(gravity[:, 1:], [[0.0, 1.0]] * 100, atol=1e-6)
+    assert np.abs(gravity[:, 0]).max() < 0.05 and np.isfinite(body).all()
+    assert len(resample(_recording(np.ones((3, 6)), np.zeros(3), rate=20.0), 50.0)) == 7
+    with pytest.raises(ValueError, match="from 1000000.0 Hz to 50.0 Hz divides the rate by more than 10000; check both rates"):
+        resample(_recording(np.ones((10, 6)), np.zeros(10), rate=1e6), 50.0)
+
+
 def test_downsampling_removes_what_the_new_rate_cannot_represent():
     rate = 100.0
     t = np.arange(int(20 * rate)) / rate
@@ -206,3 +234,42 @@ def test_prewindowed_sets_get_the_common_channels_and_length():
 def test_prewindowed_sets_too_short_for_the_window_are_refused():
     with pytest.raises(ValueError, match="shorter than the requested 256"):
         window_windowset(_uci_like(50.0, 128), 50.0, 256, "acc")
+
+
+def _uci_har_stretches(windows: WindowSet) -> list[np.ndarray]:
+    """UCI-HAR's half-overlapping windows chained back into the continuous stretches they were cut from."""
+    signals = windows.signals
+    half = signals.shape[1] // 2
+    starting_with = {signals[i, :half, 6].tobytes(): i for i in range(len(signals))}
+    following = [starting_with.get(signals[i, half:, 6].tobytes(), -1) for i in range(len(signals))]
+    first = np.ones(len(signals), dtype=bool)
+    first[[f for f in following if f >= 0]] = False
+    stretches = []
+    for start in np.flatnonzero(first):
+        chain = [start]
+        while following[chain[-1]] >= 0:
+            chain.append(following[chain[-1]])
+        stretches.append(np.concatenate([signals[start, :half]] + [signals[i, half:] for i in chain]))
+    return stretches
+
+
+@pytest.mark.real_data
+def test_gravity_separation_reproduces_uci_har_body_acceleration(uci_har_windowset):
+    """The split of UCI-HAR's total acceleration gives UCI-HAR's own body acceleration.
+
+    Not exactly: UCI-HAR also median- and 20 Hz low-pass-filtered it, and split whole recordings where
+    these stretches start and end at an activity's edge. Measured (FFT |H|^2 and sosfiltfilt alike):
+    inside the stretches corr 0.9982/0.9843/0.9812 and 17.0 mg rms; over every sample 26.7 mg, where
+    filtfilt's default short odd padding gives 33.0 mg.
+    """
+    stretches = _uci_har_stretches(uci_har_windowset)
+    assert sum(len(s) for s in stretches) == 64 * (len(uci_har_windowset) + len(stretches))
+    body = [separate_gravity(s[:, 6:9], 50.0)[0] for s in stretches]
+    error = np.concatenate([b - s[:, :3] for b, s in zip(body, stretches)])
+    assert np.sqrt((error**2).mean()) < 0.0275
+    inner = slice(150, -150)  # 3 s from the stretches' edges
+    estimate = np.concatenate([b[inner] for b in body])
+    reference = np.concatenate([s[inner, :3] for s in stretches])
+    correlation = [np.corrcoef(estimate[:, k], reference[:, k])[0, 1] for k in range(3)]
+    assert all(c > bound for c, bound in zip(correlation, (0.998, 0.984, 0.981)))  # x, y, z
+    assert np.sqrt(((estimate - reference) ** 2).mean()) < 0.0175

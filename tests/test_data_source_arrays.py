@@ -201,3 +201,12 @@ def test_a_corrupt_file_and_no_data_at_all_are_named(tmp_path):
         load_source("arrays", path=corrupt)
     with pytest.raises(ValueError, match="--data-path arrays=FILE.npz"):
         load_source("arrays")
+
+
+def test_an_object_array_in_the_file_is_refused_without_numpys_pickle_advice(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, signals=np.array([np.zeros(3), np.zeros(4)], dtype=object), labels=np.zeros(2, int))
+    with pytest.raises(ValueError, match=r"objects.npz is not a readable .npz archive.*object \(pickled\) array, "
+                                         r"which is never loaded.*tcnvae.data.sources.arrays") as error:
+        load_source("arrays", path=path)
+    assert "allow_pickle" not in str(error.value)

@@ -25,7 +25,8 @@ OWN_SOURCES = ["uci_har", "hapt", "pamap2", "wisdm", "mhealth", "arrays"]
 
 
 class _ArchiveHandler(BaseHTTPRequestHandler):
-    """Serves ``server.files``; honours Range; cuts a response short once if ``server.cut`` says so."""
+    """Serves ``server.files``; honours Range unless ``server.ignore_range``; cuts a response short once
+    if ``server.cut`` says so."""
 
     def do_GET(self) -> None:
         server = self.server
@@ -36,7 +37,7 @@ class _ArchiveHandler(BaseHTTPRequestHandler):
             return
         start = (
             int(self.headers["Range"].split("=")[1].split("-")[0])
-            if self.headers.get("Range")
+            if self.headers.get("Range") and not server.ignore_range
             else 0
         )
         if start >= len(body):
@@ -57,7 +58,7 @@ class _ArchiveHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ArchiveHandler)
-    httpd.files, httpd.cut, httpd.requests = {}, {}, []
+    httpd.files, httpd.cut, httpd.requests, httpd.ignore_range = {}, {}, [], False
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -161,6 +162,16 @@ def test_fetch_resumes_an_interrupted_download(server, tmp_path):
     assert target.read_bytes() == payload
     assert server.requests[-1] == ("/archive.zip", "bytes=300-")
     assert not (tmp_path / "cache" / "archive.zip.part").exists()
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == ["archive.zip", "archive.zip.sha256"]
+
+
+def test_a_server_that_ignores_the_range_gets_a_fresh_download(server, tmp_path):
+    payload = _zip_bytes({"data/a.bin": np.random.default_rng(2).bytes(3000)})
+    server.files["/archive.zip"], server.ignore_range = payload, True
+    target = tmp_path / "archive.zip"
+    (tmp_path / "archive.zip.part").write_bytes(payload[:100])
+    assert download.fetch(f"{server.url}/archive.zip", target).read_bytes() == payload
+    assert server.requests == [("/archive.zip", "bytes=100-")]
 
 
 def test_fetch_verifies_a_known_checksum(server, tmp_path):
@@ -170,6 +181,7 @@ def test_fetch_verifies_a_known_checksum(server, tmp_path):
     with pytest.raises(ValueError, match=r"sha256 .* expected 0000"):
         download.fetch(f"{server.url}/a.zip", target, sha256="0" * 64)
     assert not target.exists() and not (tmp_path / "a.zip.part").exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left behind either
     good = hashlib.sha256(payload).hexdigest()
     assert download.fetch(f"{server.url}/a.zip", target, sha256=good).read_bytes() == payload
 

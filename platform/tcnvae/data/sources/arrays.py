@@ -44,7 +44,6 @@ Fields (keys of the ``.npz`` file, keys of a dict, or keyword arguments; keyword
 from __future__ import annotations
 
 import logging
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from tcnvae.data.recordings import ACC, BODY_ACC, GYRO, UNLABELLED, Recording
+from tcnvae.data.sources.parsing import read_npz
 from tcnvae.data.taxonomy import TAXONOMY, check_name, label_space
 from tcnvae.data.windows import WindowSet
 
@@ -86,15 +86,12 @@ def _fields(path_or_arrays: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if isinstance(path_or_arrays, (str, Path)):
         path = Path(path_or_arrays)
-        if not path.is_file():
-            raise FileNotFoundError(f"arrays file {path} not found (expected a .npz file)")
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                fields = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+            fields = read_npz(path, None, what="arrays file")
+        except ValueError as error:  # read_npz names the problem; this adds where the format is
             raise ValueError(
-                f"arrays file {path} is not a readable .npz archive of plain arrays ({error}); "
-                "write it with numpy.savez (no object arrays) as described in tcnvae.data.sources.arrays"
+                f"{path.name} is not a readable .npz archive of plain arrays: {error}; the fields "
+                "are described in tcnvae.data.sources.arrays"
             ) from None
     elif isinstance(path_or_arrays, Mapping):
         fields = dict(path_or_arrays)

@@ -1,10 +1,13 @@
 """Getting a public dataset's files onto disk: a resumable, checksummed download into a cache, then
 extraction, then finding the dataset's folder inside whatever layout the archive has.
 
-Dataset servers drop long connections and re-package archives (UCI now nests the original zip inside
-another zip), so a download resumes from its ``.part`` file with an HTTP Range request, lands under its
-final name only when complete (atomic rename), and the loader looks for a *marker* file below the
-extraction folder instead of assuming one path.
+The download is pooch's (``pooch.retrieve``, the scientific Python ecosystem's data fetcher): it
+streams into a temporary file beside the archive, verifies the sha256 and only then moves the file
+under its final name, so a cached archive is always complete. Dataset servers drop long connections
+and pooch starts every attempt from zero, so the HTTP transfer is a small pooch downloader that keeps
+what arrived in ``<archive>.part`` and continues it with a Range request on the next load.
+UCI re-packages archives (it now nests the original zip inside another zip), so the loader looks for
+a *marker* file below the extraction folder instead of assuming one path.
 
 Checksums: a sha256 given by the source is verified; sources leave it ``None`` when no published
 checksum could be verified, and then the sha256 of the first download is recorded next to the archive
@@ -16,28 +19,27 @@ archive placed there is extracted on the next load just like a downloaded one.
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import logging
 import os
 import shutil
 import tarfile
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import pooch
+
+from tcnvae.checkpoints import atomic_write
 
 logger = logging.getLogger(__name__)
 
 CACHE_ENV = "TCNVAE_CACHE"
 EXTRACTED = "extracted"
 _CHUNK = 1 << 16
-_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)
 _SEARCH_DEPTH = 4
 
 
@@ -52,14 +54,6 @@ def archive_name(url: str) -> str:
     if not name:
         raise ValueError(f"URL {url!r} does not end in a file name")
     return name
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while block := stream.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _manual_placement(url: str, target: Path) -> str:
@@ -78,7 +72,7 @@ def _verify_cached(target: Path, sha256: str | None) -> None:
     expected = sha256 or (recorded.read_text().split()[0] if recorded.exists() else None)
     if expected is None:
         return
-    actual = file_sha256(target)
+    actual = pooch.file_hash(str(target))
     if actual != expected.lower():
         raise ValueError(
             f"cached archive {target} has sha256 {actual}, expected {expected.lower()}; "
@@ -86,21 +80,77 @@ def _verify_cached(target: Path, sha256: str | None) -> None:
         )
 
 
-def _record_checksum(target: Path, digest: str) -> None:
-    recorded = _checksum_file(target)
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{recorded.name}.")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(f"{digest}  {target.name}\n")
-    os.replace(temporary, recorded)
-
-
-def _expected_size(response: http.client.HTTPResponse, resumed: bool) -> int | None:
+def _expected_size(headers: Mapping[str, str], resumed: bool) -> int | None:
     """Total archive size announced by the server (Content-Range when resuming, else Content-Length)."""
     if resumed:
-        total = response.headers.get("Content-Range", "").rpartition("/")[2]
+        total = headers.get("Content-Range", "").rpartition("/")[2]
         return int(total) if total.isdigit() else None
-    length = response.headers.get("Content-Length")
+    length = headers.get("Content-Length")
     return int(length) if length and length.isdigit() else None
+
+
+class _ResumingDownloader:
+    """A pooch downloader that keeps what arrived in ``<target>.part`` and resumes it next time.
+
+    pooch calls it with a temporary file to fill; the transfer goes to the ``.part`` file, which is
+    moved onto pooch's temporary file once complete, so pooch verifies and places it as usual. A
+    transfer that stops early raises ConnectionError and leaves the ``.part`` file for the next load.
+    """
+
+    def __init__(self, target: Path, timeout: float) -> None:
+        self.target = target
+        self.partial = target.with_name(target.name + ".part")
+        self.timeout = timeout
+
+    def __call__(self, url: str, output_file: str, pooch_instance: object = None) -> None:
+        """pooch's downloader protocol: fill ``output_file`` from ``url`` (``pooch_instance`` unused)."""
+        # Imported here, as pooch does: requests takes a fraction of a second to import, and most
+        # loads read local files.
+        import requests
+        import urllib3
+
+        offset = self.partial.stat().st_size if self.partial.exists() else 0
+        logger.info(
+            "downloading %s to %s%s", url, self.target,
+            f" (resuming at byte {offset})" if offset else "",
+        )
+        expected = None
+        try:
+            headers = {"Range": f"bytes={offset}-"} if offset else {}
+            with requests.get(url, headers=headers, stream=True, timeout=self.timeout) as response:
+                # 416: the range starts at or past the end, i.e. the partial file holds everything.
+                if not (response.status_code == 416 and offset):
+                    response.raise_for_status()
+                    resumed = bool(offset) and response.status_code == 206
+                    expected = _expected_size(response.headers, resumed)
+                    with open(self.partial, "ab" if resumed else "wb") as stream:
+                        # read1 hands over what has arrived; iter_content drops the last short
+                        # block when the connection breaks, and with it bytes to resume from.
+                        while block := response.raw.read1(_CHUNK, decode_content=True):
+                            stream.write(block)
+        except requests.HTTPError as error:
+            raise ConnectionError(
+                f"server answered HTTP {error.response.status_code} for {url}; "
+                f"{_manual_placement(url, self.target)}"
+            ) from error
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+            raise ConnectionError(self._stopped(url, expected, error)) from error
+        if expected is not None and self.partial.stat().st_size != expected:  # urllib3 1.x: no error
+            raise ConnectionError(self._stopped(url, expected, "the connection closed early"))
+        os.replace(self.partial, output_file)
+
+    def _stopped(self, url: str, expected: int | None, cause: object) -> str:
+        have = self.partial.stat().st_size if self.partial.exists() else 0
+        if not have:
+            return (
+                f"could not download {url} to {self.target} ({cause}); or "
+                f"{_manual_placement(url, self.target)}"
+            )
+        return (
+            f"download of {url} stopped at {have} of {expected or 'unknown'} bytes ({cause}); the "
+            f"partial file {self.partial} is kept and the next load with download=True resumes "
+            f"from it; or {_manual_placement(url, self.target)}"
+        )
 
 
 def fetch(
@@ -111,55 +161,35 @@ def fetch(
     An existing ``target`` is only verified. Raises ConnectionError (naming the URL, the target and how
     to place the file by hand) when the server cannot be reached or the transfer stops early (the
     partial file is kept, so the next call resumes), and ValueError on a checksum mismatch (the bad
-    partial file is deleted).
+    download is deleted).
     """
     target = Path(target)
     if target.exists():
         _verify_cached(target, sha256)
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".part")
-    offset = partial.stat().st_size if partial.exists() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"} if offset else {})
-    logger.info(
-        "downloading %s to %s%s", url, target, f" (resuming at byte {offset})" if offset else ""
-    )
-    expected = None
+    # pooch logs the transfer again and advises on its own API ("known_hash"); our log says it all.
+    pooch_logger = pooch.get_logger()
+    level = pooch_logger.level
+    pooch_logger.setLevel(logging.WARNING)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            resumed = bool(offset) and response.status == 206
-            expected = _expected_size(response, resumed)
-            with open(partial, "ab" if resumed else "wb") as stream:
-                while block := response.read(_CHUNK):
-                    stream.write(block)
-    except urllib.error.HTTPError as error:
-        # 416: the range starts at or past the end, i.e. the partial file already holds everything.
-        if not (error.code == 416 and offset):
-            raise ConnectionError(
-                f"server answered HTTP {error.code} for {url}; {_manual_placement(url, target)}"
-            ) from error
-    except _NETWORK_ERRORS as error:
-        have = partial.stat().st_size if partial.exists() else 0
-        raise ConnectionError(
-            f"could not download {url} to {target} ({error}); {have} bytes are kept in {partial} and "
-            f"the next load with download=True resumes from there; or {_manual_placement(url, target)}"
-        ) from error
-    size = partial.stat().st_size
-    if expected is not None and size != expected:
-        raise ConnectionError(
-            f"download of {url} stopped at {size} of {expected} bytes; the partial file {partial} is "
-            f"kept and the next load with download=True resumes from it; or {_manual_placement(url, target)}"
+        pooch.retrieve(
+            url,
+            known_hash=f"sha256:{sha256}" if sha256 else None,
+            fname=target.name,
+            path=target.parent,
+            downloader=_ResumingDownloader(target, timeout),
         )
-    digest = file_sha256(partial)
-    if sha256 is not None and digest != sha256.lower():
-        partial.unlink()
+    except ValueError as error:  # pooch's checksum mismatch; it has deleted the download
         raise ValueError(
-            f"download of {url} has sha256 {digest}, expected {sha256.lower()}; the file was deleted. "
+            f"the sha256 of the download of {url} is not the expected {sha256.lower()} ({error}). "
             "The server may serve a changed archive: check the dataset page before trusting it"
-        )
-    os.replace(partial, target)
+        ) from error
+    finally:
+        pooch_logger.setLevel(level)
     if sha256 is None:
-        _record_checksum(target, digest)
+        digest = pooch.file_hash(str(target))
+        record = f"{digest}  {target.name}\n".encode()
+        atomic_write(_checksum_file(target), lambda stream: stream.write(record))
         logger.info("recorded sha256 %s of %s (no published checksum to verify)", digest, target)
     return target
 

@@ -42,8 +42,9 @@ def read_table(path: Path, columns: int, *, what: str, delimiter: str | None = N
     return table
 
 
-def read_npz(path: Path, keys: Collection[str], *, what: str) -> dict[str, np.ndarray]:
-    """The arrays ``keys`` of a ``.npz`` archive, read whole; nothing pickled is ever loaded.
+def read_npz(path: Path, keys: Collection[str] | None, *, what: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` (None: every array) of a ``.npz`` archive, read whole; nothing pickled is
+    ever loaded.
 
     A file that is not a zip archive (a text or CSV file renamed ``.npz``) or a torn one gets a message
     saying so: numpy's own ("contains pickled data ... allow_pickle") would invite an unsafe fix.
@@ -56,6 +57,7 @@ def read_npz(path: Path, keys: Collection[str], *, what: str) -> dict[str, np.nd
                          "format renamed .npz); write it with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as archive:
+            keys = archive.files if keys is None else keys
             missing = sorted(set(keys) - set(archive.files))
             if missing:
                 raise ValueError(f"{what} {path} lacks keys {missing}; expected {', '.join(keys)}")
@@ -63,7 +65,7 @@ def read_npz(path: Path, keys: Collection[str], *, what: str) -> dict[str, np.nd
     except (zipfile.BadZipFile, EOFError, OSError) as error:
         raise ValueError(f"{what} {path} is truncated or corrupt ({error}); write it again with numpy.savez") from None
     except ValueError as error:
-        if "pickled" in str(error):  # an object array inside the archive
+        if "pickle" in str(error):  # an object array: numpy says "allow_pickle" or "pickled data"
             raise ValueError(f"{what} {path} holds an object (pickled) array, which is never loaded: "
                              "store numbers and strings as plain numpy arrays") from None
         raise
