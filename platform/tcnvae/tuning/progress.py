@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -61,8 +61,8 @@ def format_duration(seconds: float) -> str:
 
 
 class SearchProgress(Callback):
-    """Prints a progress line at the start, at each trial's end, at most every :data:`PRINT_EVERY_SECONDS`
-    while trials report, and at the end: trials done/running/pending, the best so far, and an ETA.
+    """Prints a progress line at the first result, then at most every :data:`PRINT_EVERY_SECONDS` while
+    trials report, and at each trial's end: trials done/running/pending, the best so far, and an ETA.
 
     Best so far: the highest ``metric`` at a trial's latest epoch, the value the leaderboard ranks by.
     ETA: the epochs still to run (every unfinished trial to its ``max_epochs``, trials not started yet
@@ -72,55 +72,55 @@ class SearchProgress(Callback):
     finished before the interruption.
     """
 
-    def __init__(self, metric: str, max_epochs: int, print_every_seconds: float = PRINT_EVERY_SECONDS) -> None:
+    def __init__(self, metric: str, max_epochs: int, print_every_seconds: float = PRINT_EVERY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.metric = metric
         self.max_epochs = max_epochs
         self.print_every_seconds = print_every_seconds
+        self.clock = clock
         self._total = 0
-        self._started = time.monotonic()
+        self._started = clock()
         self._last_line = -math.inf
         self._epochs = 0
 
     def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
               **info: Any) -> None:
         self._total = total_num_samples or num_samples or 0
-        self._started = time.monotonic()
+        self._started = self.clock()
         self._last_line = -math.inf
         self._epochs = 0
 
     def on_trial_result(self, iteration: int, trials: Sequence[Any], trial: Any, result: dict, **info: Any) -> None:
         self._epochs += 1
-        if time.monotonic() - self._last_line >= self.print_every_seconds:
+        if self.clock() - self._last_line >= self.print_every_seconds:
             self._print(trials)
 
+    # Tune calls these before it sets the trial's new status: the line counts it as ended already.
     def on_trial_complete(self, iteration: int, trials: Sequence[Any], trial: Any, **info: Any) -> None:
-        self._print(trials)
+        self._print(trials, ended=trial, ended_as="TERMINATED")
 
     def on_trial_error(self, iteration: int, trials: Sequence[Any], trial: Any, **info: Any) -> None:
-        self._print(trials)
+        self._print(trials, ended=trial, ended_as="ERROR")
 
-    def on_experiment_end(self, trials: Sequence[Any], **info: Any) -> None:
-        self._print(trials)
-
-    def line(self, trials: Sequence[Any]) -> str:
-        """The progress line for Tune's ``trials`` now."""
-        statuses = [trial.status for trial in trials]
+    def line(self, trials: Sequence[Any], ended: Any = None, ended_as: str = "TERMINATED") -> str:
+        """The progress line for Tune's ``trials`` now; ``ended``, if given, counts as ``ended_as``."""
+        statuses = [ended_as if trial is ended else trial.status for trial in trials]
         done, errors = statuses.count("TERMINATED"), statuses.count("ERROR")
         running = statuses.count("RUNNING") + statuses.count("PAUSED")
         total = max(self._total, len(trials))
         counts = f"{done} done, " + (f"{errors} errored, " if errors else "") + \
             f"{running} running, {total - done - errors - running} pending (of {total})"
-        parts = [f"search {format_duration(time.monotonic() - self._started)}", f"trials: {counts}"]
+        parts = [f"search {format_duration(self.clock() - self._started)}", f"trials: {counts}"]
         scored = [(trial.last_result[self.metric], trial) for trial in trials
                   if isinstance((trial.last_result or {}).get(self.metric), (int, float))]
         if scored:
             value, best = max(scored, key=lambda pair: pair[0])
             parts.append(f"best {self.metric} {value:.4f} (trial {str(best).split('_', 1)[0]})")
-        parts.append(f"ETA {self._eta(trials, total)}")
+        parts.append(f"ETA {self._eta(trials, statuses, total)}")
         return "  ".join(parts)
 
-    def _eta(self, trials: Sequence[Any], total: int) -> str:
-        unfinished = [trial for trial in trials if trial.status not in ("TERMINATED", "ERROR")]
+    def _eta(self, trials: Sequence[Any], statuses: Sequence[str], total: int) -> str:
+        unfinished = [trial for trial, status in zip(trials, statuses) if status not in ("TERMINATED", "ERROR")]
         remaining = sum(max(0, trial.config.get("max_epochs", self.max_epochs)
                             - (trial.last_result or {}).get("training_iteration", 0)) for trial in unfinished)
         remaining += max(0, total - len(trials)) * self.max_epochs
@@ -128,8 +128,8 @@ class SearchProgress(Callback):
             return "0:00"
         if self._epochs == 0:
             return "after the first epoch"
-        return format_duration(remaining * (time.monotonic() - self._started) / self._epochs)
+        return format_duration(remaining * (self.clock() - self._started) / self._epochs)
 
-    def _print(self, trials: Sequence[Any]) -> None:
-        self._last_line = time.monotonic()
-        print(self.line(trials), flush=True)
+    def _print(self, trials: Sequence[Any], **ended: Any) -> None:
+        self._last_line = self.clock()
+        print(self.line(trials, **ended), flush=True)
