@@ -290,11 +290,12 @@ def test_the_progress_line_counts_trials_names_the_best_and_estimates_the_time_l
     trials = [FakeTrial("001_lr=0.001", "TERMINATED", {"training_iteration": 4, "val/accuracy": 0.5}),
               FakeTrial("002_lr=0.003", "RUNNING", {"training_iteration": 2, "val/accuracy": 0.7}),
               FakeTrial("003_lr=0.002", "PENDING")]
-    assert progress.line(trials).endswith("ETA after the first epoch")
-    for _ in range(6):
+    assert progress.line(trials).endswith("ETA after the first epochs")
+    for _ in range(7):
         progress.on_trial_result(0, trials, trials[1], {})
     now[0] += 60
-    # 6 epochs in 60 s; 10 to go: trial 002's last 2, trial 003's 4 and the 4 of the trial not yet drawn.
+    # 6 epochs in 60 s after the first; 10 to go: trial 002's last 2, trial 003's 4 and the 4 of the
+    # trial not drawn yet.
     assert progress.line(trials) == ("search 1:00  trials: 1 done, 1 running, 2 pending (of 4)  "
                                      "best val/accuracy 0.7000 (trial 002)  ETA 1:40")
     printed = capsys.readouterr().out.splitlines()

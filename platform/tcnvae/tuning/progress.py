@@ -66,8 +66,9 @@ class SearchProgress(Callback):
 
     Best so far: the highest ``metric`` at a trial's latest epoch, the value the leaderboard ranks by.
     ETA: the epochs still to run (every unfinished trial to its ``max_epochs``, trials not started yet
-    included) at the rate epochs have come in since this driver started, so it allows for the trials
-    running side by side; a scheduler that stops trials early (ASHA) makes the search end sooner.
+    included) at the rate epochs have come in since the first one (Ray's start-up left out), so it
+    allows for the trials running side by side; a scheduler that stops trials early (ASHA) makes the
+    search end sooner.
     Counted from the trials Tune hands every callback, so a resumed search counts the trials it
     finished before the interruption.
     """
@@ -81,6 +82,7 @@ class SearchProgress(Callback):
         self._total = 0
         self._started = clock()
         self._last_line = -math.inf
+        self._first_result: float | None = None
         self._epochs = 0
 
     def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
@@ -88,10 +90,14 @@ class SearchProgress(Callback):
         self._total = total_num_samples or num_samples or 0
         self._started = self.clock()
         self._last_line = -math.inf
+        self._first_result = None
         self._epochs = 0
 
     def on_trial_result(self, iteration: int, trials: Sequence[Any], trial: Any, result: dict, **info: Any) -> None:
-        self._epochs += 1
+        if self._first_result is None:
+            self._first_result = self.clock()
+        else:
+            self._epochs += 1
         if self.clock() - self._last_line >= self.print_every_seconds:
             self._print(trials)
 
@@ -126,9 +132,9 @@ class SearchProgress(Callback):
         remaining += max(0, total - len(trials)) * self.max_epochs
         if remaining == 0:
             return "0:00"
-        if self._epochs == 0:
-            return "after the first epoch"
-        return format_duration(remaining * (self.clock() - self._started) / self._epochs)
+        if self._first_result is None or self._epochs == 0:
+            return "after the first epochs"
+        return format_duration(remaining * (self.clock() - self._first_result) / self._epochs)
 
     def _print(self, trials: Sequence[Any], **ended: Any) -> None:
         self._last_line = self.clock()
