@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     # Everything is checked before Ray starts, every architecture of the space included.
     config = cli.base_config(args, RECIPE_DEFAULTS)
     cli.validate_space(config, SPACE)
+    config, _ = cli.prepare_data(config)  # every data problem now, in seconds, not in every trial
     metric = OBJECTIVES[config["objective"]]
     scheduler = schedulers.asha(metric, config["max_epochs"], GRACE_PERIOD, REDUCTION_FACTOR)
     experiment = cli.experiment_path(args, "architecture")
