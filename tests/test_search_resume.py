@@ -9,8 +9,10 @@ from its checkpoint and reports them to the searcher again. The shared search se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -24,14 +26,18 @@ from test_searches import SEARCHES, TINY, read_csv, recipe
 
 
 def _finished_in_study(experiment: Path) -> int:
-    """Trials the Optuna study of ``experiment`` holds as complete (0 before the study exists)."""
-    if not (experiment / "optuna.db").is_file():
+    """Trials the Optuna study of ``experiment`` holds as complete (0 before the study exists).
+
+    Read-only through sqlite itself: opening the file with Optuna while the driver creates it would
+    race the driver's own set-up of the schema."""
+    database = experiment / "optuna.db"
+    if not database.is_file():
         return 0
     try:
-        study = optuna.load_study(study_name=experiment.name, storage=f"sqlite:///{experiment / 'optuna.db'}")
-    except KeyError:  # the file exists, the study not yet
+        with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5)) as connection:
+            return connection.execute("SELECT COUNT(*) FROM trials WHERE state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.OperationalError:  # the tables are not there yet, or the driver holds a write lock
         return 0
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
 @pytest.mark.ray

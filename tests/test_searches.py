@@ -286,25 +286,26 @@ class FakeTrial:
 def test_the_progress_line_counts_trials_names_the_best_and_estimates_the_time_left(capsys):
     now = [100.0]
     progress = SearchProgress("val/accuracy", max_epochs=4, clock=lambda: now[0])
-    progress.setup(total_num_samples=4)
-    trials = [FakeTrial("001_lr=0.001", "TERMINATED", {"training_iteration": 4, "val/accuracy": 0.5}),
+    progress.setup(total_num_samples=5)
+    trials = [FakeTrial("000_lr=0.009", "ERROR", {"training_iteration": 1, "val/accuracy": math.nan}),
+              FakeTrial("001_lr=0.001", "TERMINATED", {"training_iteration": 4, "val/accuracy": 0.5}),
               FakeTrial("002_lr=0.003", "RUNNING", {"training_iteration": 2, "val/accuracy": 0.7}),
               FakeTrial("003_lr=0.002", "PENDING")]
     assert progress.line(trials).endswith("ETA after the first epochs")
     for _ in range(7):
-        progress.on_trial_result(0, trials, trials[1], {})
+        progress.on_trial_result(0, trials, trials[2], {})
     now[0] += 60
     # 6 epochs in 60 s after the first; 10 to go: trial 002's last 2, trial 003's 4 and the 4 of the
     # trial not drawn yet.
-    assert progress.line(trials) == ("search 1:00  trials: 1 done, 1 running, 2 pending (of 4)  "
+    assert progress.line(trials) == ("search 1:00  trials: 1 done, 1 errored, 1 running, 2 pending (of 5)  "
                                      "best val/accuracy 0.7000 (trial 002)  ETA 1:40")
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 1 and printed[0].startswith("search 0:00")  # one line per 30 s while trials report
-    trials[1].status, trials[2].status = "ERROR", "TERMINATED"
-    trials[2].last_result = {"training_iteration": 4, "val/accuracy": 0.9}
+    trials[2].status, trials[3].status = "ERROR", "TERMINATED"
+    trials[3].last_result = {"training_iteration": 4, "val/accuracy": 0.9}
     trials.append(FakeTrial("004_lr=0.004", "RUNNING", {"training_iteration": 4, "val/accuracy": 0.1}))
-    progress.on_trial_complete(0, trials, trials[3])  # Tune calls it while the trial is still RUNNING
-    assert capsys.readouterr().out == ("search 1:00  trials: 3 done, 1 errored, 0 running, 0 pending (of 4)  "
+    progress.on_trial_complete(0, trials, trials[-1])  # Tune calls it while the trial is still RUNNING
+    assert capsys.readouterr().out == ("search 1:00  trials: 3 done, 2 errored, 0 running, 0 pending (of 5)  "
                                        "best val/accuracy 0.9000 (trial 003)  ETA 0:00\n")
     assert format_duration(3723) == "1:02:03"
 

@@ -118,7 +118,8 @@ class SearchProgress(Callback):
             f"{running} running, {total - done - errors - running} pending (of {total})"
         parts = [f"search {format_duration(self.clock() - self._started)}", f"trials: {counts}"]
         scored = [(trial.last_result[self.metric], trial) for trial in trials
-                  if isinstance((trial.last_result or {}).get(self.metric), (int, float))]
+                  if isinstance((trial.last_result or {}).get(self.metric), (int, float))
+                  and not math.isnan(trial.last_result[self.metric])]
         if scored:
             value, best = max(scored, key=lambda pair: pair[0])
             parts.append(f"best {self.metric} {value:.4f} (trial {str(best).split('_', 1)[0]})")
