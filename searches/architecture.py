@@ -21,14 +21,10 @@ leaderboard.csv and best_config.json in the experiment folder.
 
 from __future__ import annotations
 
-import sys
-
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from tcnvae.tuning import cli
-from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
+from tcnvae.tuning import cli, schedulers, search
+from tcnvae.tuning.config import OBJECTIVES
 from tcnvae.tuning.results import summarise_search
 
 RECIPE_DEFAULTS: dict = {}  # everything else: tcnvae.tuning.config.DEFAULT_CONFIG
@@ -53,27 +49,19 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     # Everything is checked before Ray starts, every architecture of the space included.
     config = cli.base_config(args, RECIPE_DEFAULTS)
     cli.validate_space(config, SPACE)
+    config, _ = cli.prepare_data(config)  # every data problem now, in seconds, not in every trial
     metric = OBJECTIVES[config["objective"]]
+    scheduler = schedulers.asha(metric, config["max_epochs"], GRACE_PERIOD, REDUCTION_FACTOR)
     experiment = cli.experiment_path(args, "architecture")
-    cli.start_ray(args, config)
 
-    if args.resume:
-        tuner = cli.restore_tuner(args, experiment, config)
-    else:
-        tuner = cli.new_tuner(
-            args, experiment, config, param_space={**config, **SPACE},
-            search_alg=BasicVariantGenerator(random_state=config["seed"]),
-            scheduler=ASHAScheduler(metric=metric, mode=OBJECTIVE_MODE, time_attr="training_iteration",
-                                    max_t=config["max_epochs"], reduction_factor=REDUCTION_FACTOR,
-                                    grace_period=min(GRACE_PERIOD, config["max_epochs"])),
-            num_samples=args.num_samples or NUM_SAMPLES,
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric,
-                                                    checkpoint_score_order=OBJECTIVE_MODE),
-        )
-    results = tuner.fit()
+    results = search.run_search(
+        args, experiment, config, param_space={**config, **SPACE}, searcher=search.RandomSearch(),
+        scheduler=scheduler, num_samples=args.num_samples or NUM_SAMPLES,
+        checkpoints=search.keep_best_checkpoints(metric),
+    )
     summarise_search(results, experiment, list(SPACE), [metric])
     return results
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run_command(main)

@@ -29,7 +29,7 @@ from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2
 
 from tcnvae.checkpoints import load_checkpoint
-from tcnvae.tuning import cli, schedulers, spaces
+from tcnvae.tuning import cli, schedulers, search, spaces
 from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES, validate_config
 from tcnvae.tuning.loop import CHECKPOINT_FILE, run_trial
 from tcnvae.tuning.replay import load_replay, write_replay
@@ -105,34 +105,31 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
     if config["adapt"] == "unlabelled":
         bounds.update(spaces.adaptation_bounds())  # adapting is the domain head's job: its weight and α ramp
     bounds = cli.search_space(args, config, bounds, len(data.train))
-    experiment = cli.experiment_path(args, "beta_annealing")
-    cli.start_ray(args, config)
-
     metric = OBJECTIVES[config["objective"]]
     space = {key: tune.uniform(low, high) for key, (low, high) in bounds.items()}
     explore = functools.partial(spaces.clamp_to_bounds, bounds=bounds)
-    if args.resume:
-        tuner = cli.restore_tuner(args, experiment, config)
+    if args.scheduler == "pb2":
+        scheduler = PB2(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
+                        perturbation_interval=interval, hyperparam_bounds=bounds,
+                        quantile_fraction=args.quantile_fraction, custom_explore_fn=explore, synch=args.synch)
     else:
-        if args.scheduler == "pb2":
-            scheduler = PB2(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
-                            perturbation_interval=interval, hyperparam_bounds=bounds,
-                            quantile_fraction=args.quantile_fraction, custom_explore_fn=explore, synch=args.synch)
-        else:
-            scheduler = PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
-                                                perturbation_interval=interval,
-                                                hyperparam_mutations=space, quantile_fraction=args.quantile_fraction,
-                                                custom_explore_fn=explore, synch=args.synch)
-        tuner = cli.new_tuner(
-            args, experiment, config, param_space={**config, **space}, scheduler=scheduler,
-            num_samples=args.num_samples or POPULATION,
-            # PBT copies a trial's latest checkpoint; keeping too few can delete it before the copy.
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=4),
-            # Ends a trial at its last epoch before PBT sees the result: an exploit there would
-            # replace the finished trial with a copy of another and train nothing.
-            stop={"training_iteration": config["max_epochs"]},
-        )
-    results = tuner.fit()
+        scheduler = PopulationBasedTraining(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
+                                            perturbation_interval=interval,
+                                            hyperparam_mutations=space, quantile_fraction=args.quantile_fraction,
+                                            custom_explore_fn=explore, synch=args.synch)
+    experiment = cli.experiment_path(args, "beta_annealing")
+
+    results = search.run_search(
+        args, experiment, config, param_space={**config, **space}, scheduler=scheduler,
+        # The first population: independent draws. PBT moves them from there.
+        searcher=search.RandomSearch(),
+        num_samples=args.num_samples or POPULATION,
+        # PBT copies a trial's latest checkpoint; keeping too few can delete it before the copy.
+        checkpoints=tune.CheckpointConfig(num_to_keep=4),
+        # Ends a trial at its last epoch before PBT sees the result: an exploit there would
+        # replace the finished trial with a copy of another and train nothing.
+        stop={"training_iteration": config["max_epochs"]},
+    )
     best = summarise_search(results, experiment, list(bounds), [metric])
     if best is None:
         return results

@@ -34,14 +34,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import optuna
 from optuna.distributions import CategoricalDistribution
 from ray import tune
-from ray.tune.search.optuna import OptunaSearch
 
 from tcnvae.curriculum import check_curriculum_spec
-from tcnvae.tuning import cli, schedulers, spaces
-from tcnvae.tuning.config import CURRICULUM_PREFIX, DEFAULT_CONFIG, OBJECTIVE_MODE, OBJECTIVES, validate_config
+from tcnvae.tuning import cli, schedulers, search, spaces
+from tcnvae.tuning.config import CURRICULUM_PREFIX, DEFAULT_CONFIG, OBJECTIVES, validate_config
 from tcnvae.tuning.curriculum_space import CurriculumSpace, policy_space
 from tcnvae.tuning.results import summarise_search
 
@@ -95,27 +93,17 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     metric = OBJECTIVES[config["objective"]]
     scheduler = schedulers.asha(metric, config["max_epochs"], args.grace_period, args.reduction_factor)
     experiment = cli.experiment_path(args, "curriculum")
-    cli.start_ray(args, config)
 
-    if args.resume:
-        tuner = cli.restore_tuner(args, experiment, config)
-    else:
-        experiment.mkdir(parents=True)  # the Optuna study lives there: optuna.load_study or optuna-dashboard
-        searcher = OptunaSearch(space=space, metric=metric, mode=OBJECTIVE_MODE,
-                                sampler=optuna.samplers.TPESampler(seed=config["seed"]),
-                                storage=optuna.storages.RDBStorage(f"sqlite:///{experiment / 'optuna.db'}"),
-                                study_name=experiment.name)
-        tuner = cli.new_tuner(
-            args, experiment, config, param_space=dict(config), search_alg=searcher, scheduler=scheduler,
-            num_samples=args.num_samples or NUM_SAMPLES,
-            # What TensorBoard's HParams shows: the loss weights, the curriculum, every policy's parameters.
-            searched={**space.base, "curriculum": CategoricalDistribution(specs),
-                      **{key: domain for policy in space.curricula.values() for key, domain in policy.items()}},
-            # The two best checkpoints (the models to keep) and the latest (to resume from).
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metric,
-                                                    checkpoint_score_order=OBJECTIVE_MODE),
-        )
-    results = tuner.fit()
+    results = search.run_search(
+        args, experiment, config, param_space=dict(config), scheduler=scheduler,
+        # Optuna asks for the curriculum first, then only its parameters: a define-by-run space.
+        searcher=search.OptunaTPE([metric], space=space),
+        num_samples=args.num_samples or NUM_SAMPLES,
+        checkpoints=search.keep_best_checkpoints(metric),
+        # What TensorBoard's HParams shows: the loss weights, the curriculum, every policy's parameters.
+        searched={**space.base, "curriculum": CategoricalDistribution(specs),
+                  **{key: domain for policy in space.curricula.values() for key, domain in policy.items()}},
+    )
     summarise_search(results, experiment, space.hyperparameters(), [metric])
     return results
 

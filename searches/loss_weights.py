@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import argparse
 
-import optuna
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
-from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from tcnvae.tuning import cli, schedulers, spaces
-from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
-from tcnvae.tuning.optuna_search import ResumableOptunaSearch
+from tcnvae.tuning import cli, schedulers, search, spaces
+from tcnvae.tuning.config import OBJECTIVES
 from tcnvae.tuning.results import summarise_search
 
 # This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG (whose small model
@@ -89,33 +86,15 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     space = cli.search_space(args, config, space, len(data.train))
     scheduler = (schedulers.asha(metrics[0], config["max_epochs"], args.grace_period, args.reduction_factor)
                  if args.scheduler == "asha" else FIFOScheduler())
+    # Optuna's study lives in the experiment folder: inspect it with optuna.load_study or optuna-dashboard.
+    searcher = search.OptunaTPE(metrics) if args.search == "optuna" else search.RandomSearch()
     experiment = cli.experiment_path(args, "loss_weights")
-    cli.start_ray(args, config)
 
-    if args.resume:
-        tuner = cli.restore_tuner(args, experiment, config)
-    else:
-        if args.search == "optuna":
-            # The study lives in the experiment folder: inspect it with optuna.load_study or optuna-dashboard.
-            experiment.mkdir(parents=True)
-            single = len(metrics) == 1
-            # Resumable: after a killed driver the study (written at once) is ahead of Tune's saved state.
-            searcher = ResumableOptunaSearch(metric=metrics[0] if single else metrics,
-                                             mode=OBJECTIVE_MODE if single else [OBJECTIVE_MODE] * len(metrics),
-                                             sampler=optuna.samplers.TPESampler(seed=config["seed"]),
-                                             storage=optuna.storages.RDBStorage(
-                                                 f"sqlite:///{experiment / 'optuna.db'}"),
-                                             study_name=experiment.name)
-        else:
-            searcher = BasicVariantGenerator(random_state=config["seed"])
-        tuner = cli.new_tuner(
-            args, experiment, config, param_space={**config, **space}, search_alg=searcher, scheduler=scheduler,
-            num_samples=args.num_samples or (1 if args.search == "grid" else NUM_SAMPLES),
-            # The two best checkpoints (the models to keep) and the latest (to resume from).
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=metrics[0],
-                                                    checkpoint_score_order=OBJECTIVE_MODE),
-        )
-    results = tuner.fit()
+    results = search.run_search(
+        args, experiment, config, param_space={**config, **space}, searcher=searcher, scheduler=scheduler,
+        num_samples=args.num_samples or (1 if args.search == "grid" else NUM_SAMPLES),
+        checkpoints=search.keep_best_checkpoints(metrics[0]),
+    )
     summarise_search(results, experiment, list(space), metrics)
     return results
 

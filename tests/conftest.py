@@ -1,4 +1,5 @@
-"""Shared fixtures: one torch thread, the synthetic and (when present) real UCI-HAR windows, one Ray instance."""
+"""Shared fixtures: one torch thread, a state directory of the suite's own, the synthetic and (when present) real
+UCI-HAR windows, one Ray instance."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from tcnvae.data import WindowSet, load_source, window_recordings
+from tcnvae.tuning.provenance import STATE_ENV
 
 SHARED_DATA = Path(
     os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
@@ -23,6 +25,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def provenance_state_dir(tmp_path_factory):
+    """Searches record the digests of the pickled files they write (for ``--resume``) in the user's state
+    directory; the suite's go to a folder of its own instead of ~/.local/state. Set before Ray starts,
+    so the drivers the tests start in subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(STATE_ENV, str(tmp_path_factory.mktemp("tcnvae_state")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,21 @@ def changed(before, after, group: str) -> bool:
 
 def test_none_keeps_everything_on():
     assert stages(make_curriculum("none"), 5) == [Stage("all")] * 5
+
+
+def test_none_is_the_platforms_own_and_validates_without_the_optional_policies(monkeypatch):
+    """The default config needs no plugin: with the ``curricula`` package unimportable, ``none`` still
+    builds and the default config validates; an optional policy's name says what is missing."""
+    from tcnvae.curriculum import registry
+    from tcnvae.curriculum.none import NoCurriculum
+    from tcnvae.tuning import DEFAULT_CONFIG, validate_config
+
+    monkeypatch.setitem(sys.modules, "curricula", None)  # `import curricula` fails
+    monkeypatch.setattr(registry, "CURRICULA", {"none": NoCurriculum})
+    assert validate_config(DEFAULT_CONFIG)["curriculum"] == "none"
+    assert isinstance(make_curriculum("none"), NoCurriculum)
+    with pytest.raises(ModuleNotFoundError, match="the shipped curricula .* are not importable"):
+        make_curriculum("single_to_cross")
 
 
 def test_single_to_cross_starts_on_the_largest_domain_then_ramps_to_balanced_batches():

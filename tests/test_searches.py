@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import logging
 import math
 import os
 import signal
@@ -23,6 +24,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import CHECKPOINT_FILE, cli, spaces, validate_config
+from tcnvae.tuning.progress import SNAPSHOT_LOGGER, SNAPSHOT_WARNING, SearchProgress, format_duration
 from tcnvae.tuning.results import pareto_front, rank, trial_settings, write_csv
 
 SEARCHES = Path(__file__).resolve().parents[1] / "searches"
@@ -267,3 +269,68 @@ def test_lr_range_test_suggests_a_range_below_the_loss_minimum_and_logs_the_curv
     events.Reload()
     assert {"lr_range/loss", "lr_range/smoothed_loss", "lr_range/lr"} <= set(events.Tags()["scalars"])
     assert [event.value for event in events.Scalars("lr_range/lr")] == pytest.approx(rates, rel=1e-6)
+
+
+# -- the console -------------------------------------------------------------------------------------
+
+class FakeTrial:
+    """What :class:`SearchProgress` reads of a Tune trial: status, latest result, config, name."""
+
+    def __init__(self, name: str, status: str, result: dict | None = None) -> None:
+        self.name, self.status, self.last_result, self.config = name, status, result or {}, {"max_epochs": 4}
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def test_the_progress_line_counts_trials_names_the_best_and_estimates_the_time_left(capsys):
+    now = [100.0]
+    progress = SearchProgress("val/accuracy", max_epochs=4, clock=lambda: now[0])
+    progress.setup(total_num_samples=5)
+    trials = [FakeTrial("000_lr=0.009", "ERROR", {"training_iteration": 1, "val/accuracy": math.nan}),
+              FakeTrial("001_lr=0.001", "TERMINATED", {"training_iteration": 4, "val/accuracy": 0.5}),
+              FakeTrial("002_lr=0.003", "RUNNING", {"training_iteration": 2, "val/accuracy": 0.7}),
+              FakeTrial("003_lr=0.002", "PENDING")]
+    assert progress.line(trials).endswith("ETA after the first epochs")
+    for _ in range(7):
+        progress.on_trial_result(0, trials, trials[2], {})
+    now[0] += 60
+    # 6 epochs in 60 s after the first; 10 to go: trial 002's last 2, trial 003's 4 and the 4 of the
+    # trial not drawn yet.
+    assert progress.line(trials) == ("search 1:00  trials: 1 done, 1 errored, 1 running, 2 pending (of 5)  "
+                                     "best val/accuracy 0.7000 (trial 002)  ETA 1:40")
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 1 and printed[0].startswith("search 0:00")  # one line per 30 s while trials report
+    trials[2].status, trials[3].status = "ERROR", "TERMINATED"
+    trials[3].last_result = {"training_iteration": 4, "val/accuracy": 0.9}
+    trials.append(FakeTrial("004_lr=0.004", "RUNNING", {"training_iteration": 4, "val/accuracy": 0.1}))
+    progress.on_trial_complete(0, trials, trials[-1])  # Tune calls it while the trial is still RUNNING
+    assert capsys.readouterr().out == ("search 1:00  trials: 3 done, 2 errored, 0 running, 0 pending (of 5)  "
+                                       "best val/accuracy 0.9000 (trial 003)  ETA 0:00\n")
+    assert format_duration(3723) == "1:02:03"
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("verbose", [False, True])
+def test_the_console_shows_progress_lines_and_no_snapshot_warnings_unless_verbose(ray_cluster, tmp_path, capsys,
+                                                                                   monkeypatch, verbose):
+    # Tune warns when two forced state snapshots come closer than this many seconds: here, always.
+    monkeypatch.setenv("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1000")
+    warned: list[str] = []
+    collector = logging.Handler()
+    collector.emit = lambda record: warned.append(record.getMessage())
+    snapshot_logger = logging.getLogger(SNAPSHOT_LOGGER)
+    snapshot_logger.addHandler(collector)
+    try:
+        recipe("loss_weights").main([
+            "--storage-path", str(tmp_path), "--name", "console", "--num-samples", "1", "--max-epochs", "4",
+            "--scheduler", "fifo", *(["--verbose"] if verbose else []), *TINY])
+    finally:
+        snapshot_logger.removeHandler(collector)
+    out = capsys.readouterr().out
+    snapshots = [message for message in warned if message.startswith(SNAPSHOT_WARNING)]
+    assert bool(snapshots) == verbose  # Tune's own console with its warnings only with --verbose
+    assert ("Trial status" in out) == verbose
+    progress = [line for line in out.splitlines() if line.startswith("search ")]
+    assert "trials: 1 done, 0 running, 0 pending (of 1)" in progress[-1]
+    assert progress[-1].endswith("ETA 0:00") and "best val/accuracy" in progress[-1]

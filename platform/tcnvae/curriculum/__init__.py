@@ -5,7 +5,8 @@
 - :class:`CurriculumPolicy` — the abstract policy: ``stage(epoch, metrics)``, ``search_space()``,
   ``state_dict()``; :class:`Compose` runs several at once.
 - :func:`make_curriculum` — a policy from a spec: a registered name, ``file.py:Class``, or ``a+b``.
-  The shipped policies live in the top-level ``curricula`` package.
+  ``none`` (the default) is the platform's own; the optional shipped policies live in the top-level
+  ``curricula`` package.
 - :func:`apply_stage`, :class:`CurriculumRunner` — putting stages into effect on a trainer and loader.
 - :func:`grouped_optimizer` — the optimizer with one param group per named part of the model, which
   per-group learning rates need.

@@ -2,8 +2,9 @@
 
 A spec names what to build:
 
-- a registered name, e.g. ``"single_to_cross"`` (the shipped policies live in the top-level
-  ``curricula`` package and register on first use; add yours with :func:`register_curriculum`);
+- a registered name, e.g. ``"single_to_cross"`` (``none``, the platform's default, is registered here;
+  the optional shipped policies live in the top-level ``curricula`` package and register the first
+  time a name not registered yet is asked for; add yours with :func:`register_curriculum`);
 - ``"path/to/file.py:ClassName"``: a :class:`CurriculumPolicy` subclass defined in a file;
 - several of those joined by ``"+"``, e.g. ``"single_to_cross+freeze_then_finetune"``: all at once
   (:class:`~tcnvae.curriculum.policy.Compose`).
@@ -25,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tcnvae.curriculum.none import NoCurriculum
 from tcnvae.curriculum.policy import (
     Compose,
     CurriculumPolicy,
@@ -32,9 +34,9 @@ from tcnvae.curriculum.policy import (
     prefixed,
 )
 
-CURRICULA: dict[str, type[CurriculumPolicy]] = {}
-"""Registered policy classes by name (the shipped ones appear once :func:`make_curriculum` or
-:func:`curriculum_class` first runs)."""
+CURRICULA: dict[str, type[CurriculumPolicy]] = {NoCurriculum.name: NoCurriculum}
+"""Registered policy classes by name: ``none`` from the start, the optional shipped ones once a name
+not registered yet is first asked for (:func:`curriculum_class`)."""
 
 BUILTIN_PACKAGE = "curricula"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -104,7 +106,8 @@ def curriculum_class(component: str) -> type[CurriculumPolicy]:
         if not path or not class_name:
             raise ValueError(f"curriculum {component!r}: expected path/to/file.py:ClassName")
         return load_policy_class(path, class_name)
-    _load_builtin()
+    if component not in CURRICULA:
+        _load_builtin()
     if component not in CURRICULA:
         raise ValueError(f"unknown curriculum {component!r}; registered: {', '.join(sorted(CURRICULA))} "
                          "(or give path/to/file.py:ClassName)")

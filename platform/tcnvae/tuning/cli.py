@@ -5,8 +5,8 @@ Order matters and is the point of this module: the config is built and validated
 file costs a one-line error instead of a cluster start-up and a crashed trial. A search recipe adds
 its own flags to :func:`search_parser` (a plain run to :func:`run_parser`), then calls
 :func:`base_config`, :func:`prepare_data`, :func:`search_space` (and a scheduler from
-:mod:`tcnvae.tuning.schedulers`), :func:`experiment_path`, :func:`start_ray` and :func:`new_tuner`
-(or :func:`restore_tuner`).
+:mod:`tcnvae.tuning.schedulers`), :func:`experiment_path`, and last
+:func:`tcnvae.tuning.search.run_search`, which starts Ray (:func:`start_ray`) and runs the search.
 
 Precedence of settings, lowest first: ``DEFAULT_CONFIG`` → the recipe's own defaults → ``--config
 FILE`` → the named flags → ``--set KEY=VALUE``. A key given by ``--config`` or ``--set`` is fixed: it
@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray import tune
 from ray.tune.search.sample import Categorical, Float, Integer
 
 from tcnvae.checkpoints import check_writable_folder, read_json_object
@@ -46,8 +45,6 @@ from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.tuning import provenance, spaces
 from tcnvae.tuning.config import ADAPT_MODES, OBJECTIVES, check_resources, data_config, validate_config
 from tcnvae.tuning.results import trial_settings
-from tcnvae.tuning.tensorboard import is_search_domain, tune_logger_callbacks, write_search_start
-from tcnvae.tuning.trainable import make_trainable
 
 
 DEBUG_ENV = "TCNVAE_DEBUG"
@@ -207,6 +204,9 @@ def search_parser(description: str) -> argparse.ArgumentParser:
     search.add_argument(provenance.TRUST_FLAG, action="store_true",
                         help="with --resume: restore even pickled files your own searches are not recorded as "
                              "having written (README, 'Resuming and trust')")
+    search.add_argument("--verbose", action="store_true",
+                        help="Tune's own console: its trial tables and every warning, such as its repeated "
+                             "'Experiment state snapshotting' (default: one progress line now and then)")
 
     resources = parser.add_argument_group("resources")
     resources.add_argument("--cpus-per-trial", type=float, default=1.0, help="(default: 1)")
@@ -407,7 +407,7 @@ def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
         path = local_root / args.name
         if not remote and not path.is_dir():  # a URI's experiment is checked by Tune's restore
             raise FileNotFoundError(f"--resume: no experiment at {path}")
-        provenance.verify_experiment(_experiment_location(args, path), trust=args.trust_experiment)
+        provenance.verify_experiment(experiment_location(args, path), trust=args.trust_experiment)
         return path
     name = args.name or f"{recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
     path = local_root / name
@@ -416,7 +416,7 @@ def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
     return path
 
 
-def _experiment_location(args: argparse.Namespace, experiment: Path) -> str:
+def experiment_location(args: argparse.Namespace, experiment: Path) -> str:
     """Where Tune keeps the experiment's own files: the folder, or ``<URI>/<name>``."""
     return f"{tune_storage(args, experiment)}/{experiment.name}"
 
@@ -477,57 +477,6 @@ def join_cluster(address: str) -> None:
         ray.init(address=address)
     finally:
         watchdog.cancel()
-
-
-def new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], param_space: dict[str, Any], *,
-              num_samples: int, checkpoint_config: Any, search_alg: Any = None, scheduler: Any = None,
-              stop: Mapping[str, Any] | None = None, searched: Mapping[str, Any] | None = None) -> tune.Tuner:
-    """A ``Tuner`` for a new search: the recipe's searcher, scheduler and checkpoints, and what all share.
-
-    Shared: the trainable with the flags' resources, Tune's ``reuse_actors`` (trials reuse a warm
-    process), short trial folder names, each trial's own TensorBoard run instead of Ray's copy
-    (:func:`~tcnvae.tuning.tensorboard.tune_logger_callbacks`), ``--max-concurrent``, and
-    ``--max-failures`` restarts from the latest checkpoint.
-
-    ``sync_artifacts``: a trial writes its TensorBoard files into its Tune trial directory, which for
-    a trial that reuses another's process is a working directory under Ray's session folder; Tune
-    copies it into the experiment folder only with this switch (at every checkpoint and at the end).
-    Without it, ``tensorboard --logdir <experiment>`` would miss every trial that reused a process.
-
-    ``searched``: the searched keys and their domains, for TensorBoard's HParams summary
-    (:func:`~tcnvae.tuning.tensorboard.write_search_start`); default: the Tune domains in ``param_space``
-    (a searcher with its own space, like a define-by-run Optuna space, passes them).
-    """
-    searched = searched or {key: value for key, value in param_space.items() if is_search_domain(value)}
-    write_search_start(experiment, searched, config)
-    return tune.Tuner(
-        make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"]),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
-                                    max_concurrent_trials=args.max_concurrent, reuse_actors=True,
-                                    trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname),
-        run_config=tune.RunConfig(name=experiment.name, storage_path=tune_storage(args, experiment),
-                                  callbacks=[*tune_logger_callbacks(),
-                                             provenance.DigestRecorder(_experiment_location(args, experiment))],
-                                  checkpoint_config=checkpoint_config,
-                                  failure_config=tune.FailureConfig(max_failures=args.max_failures), stop=stop,
-                                  sync_config=tune.SyncConfig(sync_artifacts=True),
-                                  verbose=1),  # trial status tables; 2 also prints every result
-    )
-
-
-def restore_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any]) -> tune.Tuner:
-    """The ``Tuner`` of an interrupted search, continuing its unfinished and errored trials.
-
-    The searcher, scheduler and trial settings come from the experiment folder; only the resources
-    come from this command's flags.
-    """
-    tune_logger_callbacks()  # switches Ray's TensorBoard logger off in this process too
-    trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
-    location = _experiment_location(args, experiment)
-    if not args.trust_experiment:  # checked again just before Tune unpickles: it may have changed since
-        provenance.verify_experiment(location)
-    return tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
 
 
 TRIAL_NAME_LENGTH = 100

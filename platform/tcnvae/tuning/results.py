@@ -162,12 +162,12 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     errors = sum(row["status"] == "error" for row in rows)
     if errors:
         logger.warning("%d of %d trials ended in an error; see their error.txt under %s", errors, len(rows), experiment)
-    write_csv(rows, experiment / "leaderboard.csv")
     candidates = rows
     if len(metrics) > 1:
         candidates = rank(pareto_front(rows, metrics), metrics)
         write_csv(candidates, experiment / "pareto_front.csv")
     if not candidates or math.isnan(_number(candidates[0].get(metrics[0]))):
+        write_csv(rows, experiment / "leaderboard.csv")  # what each trial did, for the error hunt
         raise RuntimeError(f"no trial of {experiment} reported {', '.join(metrics)}; see the trials' error.txt")
     best = candidates[0]
     test, not_scored = _score_test(best, metrics[0])
@@ -175,13 +175,13 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
         for row in [*rows, *candidates]:
             if row["trial"] == best["trial"]:
                 row.update({leaderboard_test_column(name): test.metrics[name] for name in TEST_METRICS})
-        write_csv(rows, experiment / "leaderboard.csv")
     record = {TEST_RECORD_KEY: test.record()} if test is not None else {}
     write_json({**best["result"].config, **record}, experiment / "best_config.json")
 
     _print_best(best, hyperparameters, metrics)
     # The classical baseline on the same data, printed beside the best trial and added to the leaderboard.
     baseline = compare_with_search(best, experiment)
+    # Written once, complete: trials, the best trial's test score, the baseline's columns.
     write_csv([{**row, **leaderboard_columns(baseline)} for row in rows], experiment / "leaderboard.csv")
     if len(metrics) > 1:
         print(f"\nPareto front on {', '.join(metrics)} ({len(candidates)} of {len(rows)} trials):")

@@ -1,0 +1,142 @@
+"""The search's console: one compact progress line now and then, Tune's own tables only with ``--verbose``.
+
+Tune's default console redraws a table of every trial and its sixty settings, and warns "Experiment
+state snapshotting has been triggered multiple times..." each time a trial writes ``num_to_keep``
+checkpoints between two saves of the experiment state (an 80-second search printed it 44 times).
+That warning asks for nothing (keeping few checkpoints is this project's choice, and the forced
+saves are what keeps ``--resume`` close to the driver's last state), so it is filtered out unless
+``--verbose``, which also brings back Tune's tables. By default the search prints
+:class:`SearchProgress` lines instead::
+
+    search 1:05  trials: 3 done, 2 running, 7 pending (of 12)  best val/accuracy 0.8123 (trial 002)  ETA 2:40
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from ray.tune import Callback
+
+PRINT_EVERY_SECONDS = 30.0
+"""Longest gap between two progress lines while trials report (a trial's end always prints one)."""
+SNAPSHOT_WARNING = "Experiment state snapshotting has been triggered multiple times"
+SNAPSHOT_LOGGER = "ray.tune.execution.experiment_state"  # the Ray module that logs it
+
+
+def console_verbosity(verbose: bool) -> int:
+    """Tune's ``RunConfig(verbose=...)``: 1 (its trial tables) with ``--verbose``, else 0 (our lines only)."""
+    return 1 if verbose else 0
+
+
+class _DropSnapshotWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(SNAPSHOT_WARNING)
+
+
+@contextmanager
+def quiet_snapshot_warnings(enabled: bool = True) -> Iterator[None]:
+    """Drop Tune's repeated snapshot warning (module doc) while the search runs; other warnings stay."""
+    if not enabled:
+        yield
+        return
+    snapshot_logger = logging.getLogger(SNAPSHOT_LOGGER)
+    dropper = _DropSnapshotWarnings()
+    snapshot_logger.addFilter(dropper)
+    try:
+        yield
+    finally:
+        snapshot_logger.removeFilter(dropper)
+
+
+def format_duration(seconds: float) -> str:
+    """``1:05``, ``1:02:03``: minutes and seconds, hours when there are any."""
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+class SearchProgress(Callback):
+    """Prints a progress line at the first result, then at most every :data:`PRINT_EVERY_SECONDS` while
+    trials report, and at each trial's end: trials done/running/pending, the best so far, and an ETA.
+
+    Best so far: the highest ``metric`` at a trial's latest epoch, the value the leaderboard ranks by.
+    ETA: the epochs still to run (every unfinished trial to its ``max_epochs``, trials not started yet
+    included) at the rate epochs have come in since the first one (Ray's start-up left out), so it
+    allows for the trials running side by side; a scheduler that stops trials early (ASHA) makes the
+    search end sooner.
+    Counted from the trials Tune hands every callback, so a resumed search counts the trials it
+    finished before the interruption.
+    """
+
+    def __init__(self, metric: str, max_epochs: int, print_every_seconds: float = PRINT_EVERY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.metric = metric
+        self.max_epochs = max_epochs
+        self.print_every_seconds = print_every_seconds
+        self.clock = clock
+        self._total = 0
+        self._started = clock()
+        self._last_line = -math.inf
+        self._first_result: float | None = None
+        self._epochs = 0
+
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
+        self._total = total_num_samples or num_samples or 0
+        self._started = self.clock()
+        self._last_line = -math.inf
+        self._first_result = None
+        self._epochs = 0
+
+    def on_trial_result(self, iteration: int, trials: Sequence[Any], trial: Any, result: dict, **info: Any) -> None:
+        if self._first_result is None:
+            self._first_result = self.clock()
+        else:
+            self._epochs += 1
+        if self.clock() - self._last_line >= self.print_every_seconds:
+            self._print(trials)
+
+    # Tune calls these before it sets the trial's new status: the line counts it as ended already.
+    def on_trial_complete(self, iteration: int, trials: Sequence[Any], trial: Any, **info: Any) -> None:
+        self._print(trials, ended=trial, ended_as="TERMINATED")
+
+    def on_trial_error(self, iteration: int, trials: Sequence[Any], trial: Any, **info: Any) -> None:
+        self._print(trials, ended=trial, ended_as="ERROR")
+
+    def line(self, trials: Sequence[Any], ended: Any = None, ended_as: str = "TERMINATED") -> str:
+        """The progress line for Tune's ``trials`` now; ``ended``, if given, counts as ``ended_as``."""
+        statuses = [ended_as if trial is ended else trial.status for trial in trials]
+        done, errors = statuses.count("TERMINATED"), statuses.count("ERROR")
+        running = statuses.count("RUNNING") + statuses.count("PAUSED")
+        total = max(self._total, len(trials))
+        counts = f"{done} done, " + (f"{errors} errored, " if errors else "") + \
+            f"{running} running, {total - done - errors - running} pending (of {total})"
+        parts = [f"search {format_duration(self.clock() - self._started)}", f"trials: {counts}"]
+        scored = [(trial.last_result[self.metric], trial) for trial in trials
+                  if isinstance((trial.last_result or {}).get(self.metric), (int, float))
+                  and not math.isnan(trial.last_result[self.metric])]
+        if scored:
+            value, best = max(scored, key=lambda pair: pair[0])
+            parts.append(f"best {self.metric} {value:.4f} (trial {str(best).split('_', 1)[0]})")
+        parts.append(f"ETA {self._eta(trials, statuses, total)}")
+        return "  ".join(parts)
+
+    def _eta(self, trials: Sequence[Any], statuses: Sequence[str], total: int) -> str:
+        unfinished = [trial for trial, status in zip(trials, statuses) if status not in ("TERMINATED", "ERROR")]
+        remaining = sum(max(0, trial.config.get("max_epochs", self.max_epochs)
+                            - (trial.last_result or {}).get("training_iteration", 0)) for trial in unfinished)
+        remaining += max(0, total - len(trials)) * self.max_epochs
+        if remaining == 0:
+            return "0:00"
+        if self._first_result is None or self._epochs == 0:
+            return "after the first epochs"
+        return format_duration(remaining * (self.clock() - self._first_result) / self._epochs)
+
+    def _print(self, trials: Sequence[Any], **ended: Any) -> None:
+        self._last_line = self.clock()
+        print(self.line(trials, **ended), flush=True)

@@ -1,0 +1,152 @@
+"""One search set-up every recipe shares: the searcher, the checkpoints kept, the Optuna study, resume.
+
+A recipe in ``searches/`` says what differs — its search space, which searcher (:class:`OptunaTPE`
+or :class:`RandomSearch`), its scheduler (:mod:`tcnvae.tuning.schedulers`), how many trials and
+which checkpoints to keep — and hands them to :func:`run_search`, which does the rest the same way for
+every recipe: Ray started only after every check, the trainable made once (here and nowhere else),
+a new search or, with ``--resume``, the interrupted one continued, and the console of
+:mod:`tcnvae.tuning.progress`.
+
+Why one place: the recipes used to copy this set-up, and the copies drifted (the curriculum search
+kept a plain ``OptunaSearch`` after the others had moved to
+:class:`~tcnvae.tuning.optuna_search.ResumableOptunaSearch`, and its ``--resume`` failed after a
+killed driver). A searcher is described by the recipe and built here, for a new search only: a
+resumed search restores the one it started with.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.search import Searcher
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from tcnvae.tuning import provenance
+from tcnvae.tuning.cli import experiment_location, start_ray, trial_dirname, tune_storage
+from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
+from tcnvae.tuning.optuna_search import ResumableOptunaSearch
+from tcnvae.tuning.progress import SearchProgress, console_verbosity, quiet_snapshot_warnings
+from tcnvae.tuning.tensorboard import is_search_domain, tune_logger_callbacks, write_search_start
+from tcnvae.tuning.trainable import make_trainable
+
+OPTUNA_STUDY_FILE = "optuna.db"
+"""The Optuna study of an :class:`OptunaTPE` search, in the experiment folder, named after the experiment:
+``optuna.load_study(study_name=NAME, storage="sqlite:///<experiment>/optuna.db")`` or optuna-dashboard."""
+
+
+@dataclass(frozen=True)
+class OptunaTPE:
+    """Optuna's TPE sampler, seeded with the search's seed; several metrics search their Pareto front.
+
+    ``space``: a define-by-run space (a callable of an ``optuna.Trial``, such as
+    :class:`~tcnvae.tuning.curriculum_space.CurriculumSpace`); None takes the Tune domains of the
+    search's ``param_space``. The searcher skips results its study already holds, so a search whose
+    driver was killed resumes (:mod:`tcnvae.tuning.optuna_search`).
+    """
+
+    metrics: Sequence[str]
+    space: Callable[[optuna.Trial], Any] | None = None
+
+    def build(self, experiment: Path, seed: int) -> Searcher:
+        single = len(self.metrics) == 1
+        return ResumableOptunaSearch(space=self.space,
+                                     metric=self.metrics[0] if single else list(self.metrics),
+                                     mode=OBJECTIVE_MODE if single else [OBJECTIVE_MODE] * len(self.metrics),
+                                     sampler=optuna.samplers.TPESampler(seed=seed),
+                                     storage=optuna.storages.RDBStorage(
+                                         f"sqlite:///{experiment / OPTUNA_STUDY_FILE}"),
+                                     study_name=experiment.name)
+
+
+@dataclass(frozen=True)
+class RandomSearch:
+    """Independent draws from the Tune domains (every combination of a ``tune.grid_search``), seeded with
+    the search's seed. For spaces Optuna cannot store (lists as choices) and for PBT's first population."""
+
+    def build(self, experiment: Path, seed: int) -> Searcher:
+        return BasicVariantGenerator(random_state=seed)
+
+
+def keep_best_checkpoints(metric: str, count: int = 2) -> tune.CheckpointConfig:
+    """The ``count`` best checkpoints by ``metric`` (the models worth keeping); Tune also keeps each
+    trial's latest, which a resumed or restarted trial goes on from."""
+    return tune.CheckpointConfig(num_to_keep=count, checkpoint_score_attribute=metric,
+                                 checkpoint_score_order=OBJECTIVE_MODE)
+
+
+def run_search(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], *,
+               param_space: dict[str, Any], searcher: OptunaTPE | RandomSearch, scheduler: Any,
+               num_samples: int, checkpoints: tune.CheckpointConfig,
+               stop: Mapping[str, Any] | None = None, searched: Mapping[str, Any] | None = None) -> tune.ResultGrid:
+    """Start Ray, then run the new search (or with ``--resume`` continue the interrupted one) to its end.
+
+    Call it last, once the config, the data, the space and the experiment folder are checked
+    (:mod:`tcnvae.tuning.cli`). With ``--resume`` the searcher, scheduler, trial count and settings
+    come from the experiment folder, and only the resources from this command's flags; the
+    arguments describing a new search are then not used.
+
+    ``searched``: the searched keys and their domains, for TensorBoard's HParams summary; default:
+    the Tune domains in ``param_space`` (a define-by-run space passes its own).
+    """
+    start_ray(args, config)
+    # The one place the trainable is made, for a new search and a resumed one alike.
+    trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
+    if args.resume:
+        tuner = _restore_tuner(args, experiment, trainable)
+    else:
+        experiment.mkdir(parents=True)  # the searcher's own files (the Optuna study) live there too
+        searched = searched or {key: value for key, value in param_space.items() if is_search_domain(value)}
+        write_search_start(experiment, searched, config)
+        tuner = _new_tuner(args, experiment, config, trainable, param_space,
+                           tune.TuneConfig(search_alg=searcher.build(experiment, config["seed"]), scheduler=scheduler,
+                                           num_samples=num_samples, max_concurrent_trials=args.max_concurrent,
+                                           reuse_actors=True, trial_name_creator=trial_dirname,
+                                           trial_dirname_creator=trial_dirname),
+                           checkpoints, stop)
+    with quiet_snapshot_warnings(enabled=not args.verbose):
+        return tuner.fit()
+
+
+def _new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], trainable: Any,
+               param_space: dict[str, Any], tune_config: tune.TuneConfig, checkpoints: tune.CheckpointConfig,
+               stop: Mapping[str, Any] | None) -> tune.Tuner:
+    """A ``Tuner`` for a new search: the recipe's choices and what every search shares.
+
+    Shared: Tune's ``reuse_actors`` (trials reuse a warm process), short trial folder names
+    (:func:`~tcnvae.tuning.cli.trial_dirname`), each trial's own TensorBoard run instead of Ray's copy
+    (:func:`~tcnvae.tuning.tensorboard.tune_logger_callbacks`), a record of the pickled files for
+    ``--resume`` (:mod:`tcnvae.tuning.provenance`), the progress view, ``--max-concurrent`` and
+    ``--max-failures`` restarts from the latest checkpoint.
+
+    ``sync_artifacts``: a trial writes its TensorBoard files into its Tune trial directory, which for
+    a trial that reuses another's process is a working directory under Ray's session folder; Tune
+    copies it into the experiment folder only with this switch (at every checkpoint and at the end).
+    Without it, ``tensorboard --logdir <experiment>`` would miss every trial that reused a process.
+    """
+    progress = SearchProgress(OBJECTIVES[config["objective"]], config["max_epochs"])
+    return tune.Tuner(
+        trainable, param_space=param_space, tune_config=tune_config,
+        run_config=tune.RunConfig(name=experiment.name, storage_path=tune_storage(args, experiment),
+                                  callbacks=[*tune_logger_callbacks(), progress,
+                                             provenance.DigestRecorder(experiment_location(args, experiment))],
+                                  checkpoint_config=checkpoints,
+                                  failure_config=tune.FailureConfig(max_failures=args.max_failures), stop=stop,
+                                  sync_config=tune.SyncConfig(sync_artifacts=True),
+                                  verbose=console_verbosity(args.verbose)),
+    )
+
+
+def _restore_tuner(args: argparse.Namespace, experiment: Path, trainable: Any) -> tune.Tuner:
+    """The ``Tuner`` of an interrupted search, continuing its unfinished and errored trials; its
+    searcher, scheduler, callbacks and settings come from the experiment folder."""
+    tune_logger_callbacks()  # switches Ray's TensorBoard logger off in this process too
+    location = experiment_location(args, experiment)
+    if not args.trust_experiment:  # checked again just before Tune unpickles: it may have changed since
+        provenance.verify_experiment(location)
+    return tune.Tuner.restore(location, trainable, resume_unfinished=True, resume_errored=True)
