@@ -46,6 +46,12 @@ class BetaSchedule(ABC):
     def to_config(self) -> dict[str, Any]:
         return {"name": self.name, **self.params()}
 
+    def __eq__(self, other: object) -> bool:  # a schedule is its name and parameters
+        return isinstance(other, BetaSchedule) and self.to_config() == other.to_config()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
+
 
 def parameters(cls: type[BetaSchedule]) -> dict[str, Any]:
     """A schedule class's parameters and their defaults: its constructor's named arguments."""
