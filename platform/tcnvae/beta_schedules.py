@@ -66,69 +66,6 @@ def _positive(name: str, value: float) -> float:
     return float(value)
 
 
-class Constant(BetaSchedule):
-    name = "constant"
-
-    def __call__(self, progress: float) -> float:
-        return 1.0
-
-
-class LinearWarmup(BetaSchedule):
-    """0 → 1 linearly over ``warmup_epochs`` (Bowman et al., 2016), then constant."""
-
-    name = "linear"
-
-    def __init__(self, warmup_epochs: float = 10.0):
-        self.warmup_epochs = _positive("warmup_epochs", warmup_epochs)
-
-    def __call__(self, progress: float) -> float:
-        return min(1.0, max(0.0, progress / self.warmup_epochs))
-
-    @classmethod
-    def search_bounds(cls) -> dict[str, tuple[float, float]]:
-        return {"warmup_epochs": (1.0, 8.0)}
-
-
-class Cyclical(BetaSchedule):
-    """Repeated 0 → 1 ramps (Fu et al., 2019): each cycle ramps over ``ramp_fraction`` of it, then holds."""
-
-    name = "cyclical"
-
-    def __init__(self, cycle_epochs: float = 10.0, ramp_fraction: float = 0.5):
-        self.cycle_epochs = _positive("cycle_epochs", cycle_epochs)
-        if isinstance(ramp_fraction, bool) or not isinstance(ramp_fraction, (int, float)) or not 0 < ramp_fraction <= 1:
-            raise ValueError(f"ramp_fraction must lie in (0, 1], got {ramp_fraction!r}")
-        self.ramp_fraction = float(ramp_fraction)
-
-    def __call__(self, progress: float) -> float:
-        position = (max(progress, 0.0) % self.cycle_epochs) / self.cycle_epochs
-        return min(1.0, position / self.ramp_fraction)
-
-    @classmethod
-    def search_bounds(cls) -> dict[str, tuple[float, float]]:
-        return {"cycle_epochs": (2.0, 8.0), "ramp_fraction": (0.2, 1.0)}
-
-
-class Sigmoid(BetaSchedule):
-    """A smooth step centred on ``center_epoch``; ``steepness`` is per epoch."""
-
-    name = "sigmoid"
-
-    def __init__(self, center_epoch: float = 5.0, steepness: float = 1.0):
-        if isinstance(center_epoch, bool) or not isinstance(center_epoch, (int, float)) or not math.isfinite(center_epoch):
-            raise ValueError(f"center_epoch must be a finite number, got {center_epoch!r}")
-        self.center_epoch = float(center_epoch)
-        self.steepness = _positive("steepness", steepness)
-
-    def __call__(self, progress: float) -> float:
-        exponent = -self.steepness * (progress - self.center_epoch)
-        return 0.0 if exponent > 700 else 1.0 / (1.0 + math.exp(exponent))
-
-    @classmethod
-    def search_bounds(cls) -> dict[str, tuple[float, float]]:
-        return {"center_epoch": (0.0, 8.0), "steepness": (0.5, 4.0)}
-
-
 BETA_SCHEDULES: dict[str, type[BetaSchedule]] = {}
 """Registered schedule classes by name."""
 
@@ -213,5 +150,70 @@ def search_bounds(name: str) -> dict[str, list[float]]:
     return {CONFIG_PREFIX + param: list(bounds) for param, bounds in schedule_class(name).search_bounds().items()}
 
 
-for _builtin in (Constant, LinearWarmup, Cyclical, Sigmoid):
-    register_beta_schedule(_builtin)
+# -- the shipped schedules ------------------------------------------------------------------------------
+
+@register_beta_schedule
+class Constant(BetaSchedule):
+    name = "constant"
+
+    def __call__(self, progress: float) -> float:
+        return 1.0
+
+
+@register_beta_schedule
+class LinearWarmup(BetaSchedule):
+    """0 → 1 linearly over ``warmup_epochs`` (Bowman et al., 2016), then constant."""
+
+    name = "linear"
+
+    def __init__(self, warmup_epochs: float = 10.0):
+        self.warmup_epochs = _positive("warmup_epochs", warmup_epochs)
+
+    def __call__(self, progress: float) -> float:
+        return min(1.0, max(0.0, progress / self.warmup_epochs))
+
+    @classmethod
+    def search_bounds(cls) -> dict[str, tuple[float, float]]:
+        return {"warmup_epochs": (1.0, 8.0)}
+
+
+@register_beta_schedule
+class Cyclical(BetaSchedule):
+    """Repeated 0 → 1 ramps (Fu et al., 2019): each cycle ramps over ``ramp_fraction`` of it, then holds."""
+
+    name = "cyclical"
+
+    def __init__(self, cycle_epochs: float = 10.0, ramp_fraction: float = 0.5):
+        self.cycle_epochs = _positive("cycle_epochs", cycle_epochs)
+        if isinstance(ramp_fraction, bool) or not isinstance(ramp_fraction, (int, float)) or not 0 < ramp_fraction <= 1:
+            raise ValueError(f"ramp_fraction must lie in (0, 1], got {ramp_fraction!r}")
+        self.ramp_fraction = float(ramp_fraction)
+
+    def __call__(self, progress: float) -> float:
+        position = (max(progress, 0.0) % self.cycle_epochs) / self.cycle_epochs
+        return min(1.0, position / self.ramp_fraction)
+
+    @classmethod
+    def search_bounds(cls) -> dict[str, tuple[float, float]]:
+        return {"cycle_epochs": (2.0, 8.0), "ramp_fraction": (0.2, 1.0)}
+
+
+@register_beta_schedule
+class Sigmoid(BetaSchedule):
+    """A smooth step centred on ``center_epoch``; ``steepness`` is per epoch."""
+
+    name = "sigmoid"
+
+    def __init__(self, center_epoch: float = 5.0, steepness: float = 1.0):
+        if isinstance(center_epoch, bool) or not isinstance(center_epoch, (int, float)) or not math.isfinite(center_epoch):
+            raise ValueError(f"center_epoch must be a finite number, got {center_epoch!r}")
+        self.center_epoch = float(center_epoch)
+        self.steepness = _positive("steepness", steepness)
+
+    def __call__(self, progress: float) -> float:
+        exponent = -self.steepness * (progress - self.center_epoch)
+        return 0.0 if exponent > 700 else 1.0 / (1.0 + math.exp(exponent))
+
+    @classmethod
+    def search_bounds(cls) -> dict[str, tuple[float, float]]:
+        return {"center_epoch": (0.0, 8.0), "steepness": (0.5, 4.0)}
