@@ -133,11 +133,12 @@ class Objective:
         (the β schedule's as ``beta_schedule`` and one ``beta_<parameter>`` per registered parameter)."""
         defaults: dict[str, Any] = {}
         for item in fields(Objective):
+            setting = _declared(item)
             if item.name == "beta_schedule":
                 defaults["beta_schedule"] = Constant.name
                 defaults.update(beta_schedules.config_defaults())
-            elif _declared(item) is not None:
-                defaults[item.name] = _declared(item).tuned
+            elif setting is not None:
+                defaults[item.name] = setting.tuned
         return defaults
 
     @staticmethod
