@@ -103,6 +103,43 @@ def _objective_setting(name: str) -> property:
     return property(get, set_, doc=f"The objective's ``{name}`` (see :class:`~tcnvae.objective.Objective`).")
 
 
+class _EpochTally:
+    """Running sums over one training epoch's steps, for ``last_train_metrics``."""
+
+    AVERAGED = ("total", "vae", *(term for term in LOSS_TERMS if term != "activity"))
+    """Averaged per step; the activity loss is averaged per labelled window instead."""
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys((*self.AVERAGED, "beta", "alpha"), 0.0)
+        self.activity_sum = 0.0
+        self.steps = self.labelled = self.unlabelled = self.domain_correct = self.domain_seen = 0
+
+    def add(self, terms: Mapping[str, torch.Tensor], activity_labels: torch.Tensor, domain_labels: torch.Tensor,
+            domain_logits: torch.Tensor, beta: float, alpha: float) -> None:
+        self.steps += 1
+        for key in self.AVERAGED:
+            self.sums[key] += terms[key].item()
+        self.sums["beta"] += beta
+        self.sums["alpha"] += alpha
+        batch_labelled = int((activity_labels >= 0).sum())
+        self.labelled += batch_labelled
+        self.unlabelled += len(activity_labels) - batch_labelled
+        self.activity_sum += terms["activity"].item() * batch_labelled
+        known = domain_labels >= 0
+        self.domain_correct += (domain_logits.argmax(1)[known] == domain_labels[known]).sum().item()
+        self.domain_seen += known.sum().item()
+
+    def metrics(self) -> dict[str, float]:
+        return {
+            **{key: value / max(self.steps, 1) for key, value in self.sums.items()},
+            "activity": self.activity_sum / self.labelled if self.labelled else float("nan"),
+            "domain_accuracy": self.domain_correct / self.domain_seen if self.domain_seen else float("nan"),
+            "labelled": self.labelled,
+            "unlabelled": self.unlabelled,
+            "steps": self.steps,
+        }
+
+
 class TCNVAETrainer:
     """Trains a :class:`~tcnvae.model.TCNVAE` on batches of ``(data, activity_labels, domain_labels)``.
 
@@ -320,15 +357,13 @@ class TCNVAETrainer:
         if num_batches == 0:
             raise ValueError("train_loader yields no batches; is the training split empty?")
         self.forward_module.train()
-        averaged = ("total", "vae", *(term for term in LOSS_TERMS if term != "activity"))  # activity: per labelled window
-        sums = dict.fromkeys((*averaged, "beta", "alpha"), 0.0)
-        activity_sum = 0.0
-        steps = skipped = bad_inputs = overflowed = domain_correct = domain_seen = labelled = unlabelled = 0
+        tally = _EpochTally()
+        skipped = dict.fromkeys(("nonfinite", "overflow", "bad_input"), 0)
         lr_used = self.learning_rate
         for batch_idx, batch in enumerate(train_loader):
             data, activity_labels, domain_labels = self._check_batch(batch, batch_idx, f"epoch {epoch}, training")
             if self._skip_nonfinite_input(data, epoch, batch_idx):
-                bad_inputs += 1
+                skipped["bad_input"] += 1
                 continue
             data, activity_labels, domain_labels = self._batch_to_device((data, activity_labels, domain_labels))
             self.alpha = self.objective.alpha_at(batch_idx, epoch, num_batches)
@@ -336,67 +371,51 @@ class TCNVAETrainer:
             noisy = data + self.input_noise * torch.randn_like(data) if self.input_noise > 0 else data
             terms, _, domain_logits = self._losses(self.forward_module, noisy, data, activity_labels, domain_labels,
                                                    self.alpha, self.objective.loss_multipliers)
-
-            self._optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(terms["total"]))
-            if finite:
-                self._backward(terms["total"])
-                if self.grad_clip is not None:
-                    norm = nn.utils.clip_grad_norm_(self._model.parameters(), self.grad_clip)
-                    # With fp16 an infinite norm is a scale too high for this step, not divergence:
-                    # the scaler skips the step and lowers the scale itself.
-                    finite = self.scaler is not None or bool(torch.isfinite(norm))
-            if not finite:
-                skipped += 1
-                self._on_nonfinite(epoch, batch_idx, terms["total"])
+            outcome = self._optimise(terms["total"], epoch, batch_idx)
+            if outcome != "step":
+                skipped[outcome] += 1
                 continue
-            self._nonfinite_streak = 0
-            if not self._step():
-                overflowed += 1
-                continue
-
-            steps += 1
-            for key in averaged:
-                sums[key] += terms[key].item()
-            sums["beta"] += self.applied_beta
-            sums["alpha"] += self.alpha
-            batch_labelled = int((activity_labels >= 0).sum())
-            labelled += batch_labelled
-            unlabelled += len(activity_labels) - batch_labelled
-            activity_sum += terms["activity"].item() * batch_labelled
-            known = domain_labels >= 0
-            domain_correct += (domain_logits.argmax(1)[known] == domain_labels[known]).sum().item()
-            domain_seen += known.sum().item()
+            tally.add(terms, activity_labels, domain_labels, domain_logits, self.applied_beta, self.alpha)
             if (batch_idx + 1) % self.log_interval == 0:
                 self._say(f"Epoch: {epoch}, Batch: {batch_idx + 1}, VAE Loss: {terms['vae'].item():.4f}, "
                           f"Activity Loss: {terms['activity'].item():.4f}, "
                           f"Domain Loss: {terms['domain'].item():.4f}")
 
-        if steps == 0 and (skipped or bad_inputs):
-            error = TrainingDivergedError if skipped else NonFiniteDataError
-            raise error(f"epoch {epoch}: all {skipped + bad_inputs} batches were skipped ({skipped} with a non-finite "
-                        f"loss, {bad_inputs} with NaN/inf inputs), so no step was taken; check the inputs for "
-                        "NaNs, lower the learning rate or beta, or tighten gradient clipping")
+        if tally.steps == 0 and (skipped["nonfinite"] or skipped["bad_input"]):
+            error = TrainingDivergedError if skipped["nonfinite"] else NonFiniteDataError
+            raise error(f"epoch {epoch}: all {skipped['nonfinite'] + skipped['bad_input']} batches were skipped "
+                        f"({skipped['nonfinite']} with a non-finite loss, {skipped['bad_input']} with NaN/inf inputs), "
+                        "so no step was taken; check the inputs for NaNs, lower the learning rate or beta, or "
+                        "tighten gradient clipping")
         if self._scheduler is not None and not isinstance(self._scheduler, optim.lr_scheduler.ReduceLROnPlateau):
             self._scheduler.step()
-        means = {key: value / max(steps, 1) for key, value in sums.items()}
-        self.last_train_metrics = {
-            **means,
-            "activity": activity_sum / labelled if labelled else float("nan"),
-            "lr": lr_used,
-            "domain_accuracy": domain_correct / domain_seen if domain_seen else float("nan"),
-            "labelled": labelled,
-            "unlabelled": unlabelled,
-            "steps": steps,
-            "skipped_steps": skipped,
-            "nonfinite_input_batches": bad_inputs,
-            "overflow_steps": overflowed,
-        }
-        if steps and means["kl"] < 0.01:
-            self._warn(f"KL collapse at epoch {epoch}: KL divergence {means['kl']:.4f} < 0.01 per sample; "
-                       "the latent carries almost no information. Increase beta gradually "
+        self.last_train_metrics = {**tally.metrics(), "lr": lr_used, "skipped_steps": skipped["nonfinite"],
+                                   "nonfinite_input_batches": skipped["bad_input"],
+                                   "overflow_steps": skipped["overflow"]}
+        if tally.steps and self.last_train_metrics["kl"] < 0.01:
+            self._warn(f"KL collapse at epoch {epoch}: KL divergence {self.last_train_metrics['kl']:.4f} < 0.01 per "
+                       "sample; the latent carries almost no information. Increase beta gradually "
                        "(a beta schedule) or check the latent dimension size.")
-        return means["total"]
+        return self.last_train_metrics["total"]
+
+    def _optimise(self, loss: torch.Tensor, epoch: int, batch_idx: int) -> str:
+        """Backward, clip and step on ``loss``: "step" when the weights moved, "nonfinite" when the loss
+        or the gradients were not finite (skipped; the learning rate backs off), "overflow" when the
+        fp16 scaler skipped the step (gradients overflowed at this scale)."""
+        self._optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            self._backward(loss)
+            if self.grad_clip is not None:
+                norm = nn.utils.clip_grad_norm_(self._model.parameters(), self.grad_clip)
+                # With fp16 an infinite norm is a scale too high for this step, not divergence:
+                # the scaler skips the step and lowers the scale itself.
+                finite = self.scaler is not None or bool(torch.isfinite(norm))
+        if not finite:
+            self._on_nonfinite(epoch, batch_idx, loss)
+            return "nonfinite"
+        self._nonfinite_streak = 0
+        return "step" if self._step() else "overflow"
 
     def _skip_nonfinite_input(self, data: torch.Tensor, epoch: int, batch_idx: int) -> bool:
         """True when the batch has NaN/inf inputs and is skipped. Bad inputs are a data problem, not
