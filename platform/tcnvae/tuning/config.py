@@ -63,7 +63,6 @@ OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 
 
-
 def mutable_keys() -> tuple[str, ...]:
     """Hyperparameters that may change while a trial runs (PBT mutates them; a replay schedule sets
     them per epoch): the learning rate, weight decay, every setting of the objective (its loss weights,
@@ -282,7 +281,7 @@ def _plain(value: Any) -> Any:
 
 
 def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``config`` merged over :data:`DEFAULT_CONFIG`, checked; raises one ValueError listing every problem.
+    """``config`` merged over :func:`default_config`, checked; raises one ValueError listing every problem.
 
     Unknown keys are errors too: a misspelt hyperparameter would otherwise be searched with no effect.
     ``curriculum.<parameter>`` keys must be parameters of the configured curriculum. The data knobs are
