@@ -119,3 +119,18 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(path)["step"].item() == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
+@pytest.mark.parametrize("setting, value, expected", [
+    ("kernel_size", 1, "an integer >= 2"),  # pointwise convolutions: the encoder would see no time
+    ("hidden_dims", [], "a non-empty list of positive integers"),
+    ("dropout", 1.0, r"a fraction in \[0, 1\)"),
+])
+def test_one_rule_per_setting_for_the_model_and_the_trial_config(setting, value, expected):
+    from tcnvae.tuning.config import validate_config
+
+    message = rf"{setting}={value!r}: expected {expected}".replace("[]", r"\[\]")
+    with pytest.raises(ValueError, match=message):
+        TCNVAE(input_dim=3, num_activities=2, num_domains=2, **{setting: value})
+    with pytest.raises(ValueError, match=message):
+        validate_config({setting: value})

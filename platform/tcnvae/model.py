@@ -10,6 +10,7 @@ evaluation still reads μ. Evaluation (``model.eval()``) is deterministic either
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,35 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from tcnvae.checkpoints import load_checkpoint, save_checkpoint
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+ARCHITECTURE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "input_dim": (_positive_int, "an integer >= 1"),
+    "latent_dim": (_positive_int, "an integer >= 1"),
+    "num_activities": (_positive_int, "an integer >= 1"),
+    "num_domains": (_positive_int, "an integer >= 1"),
+    "hidden_dims": (lambda v: isinstance(v, (list, tuple)) and len(v) > 0 and all(_positive_int(w) for w in v),
+                    "a non-empty list of positive integers"),
+    # A kernel of 1 makes every convolution pointwise: the encoder would see no time at all.
+    "kernel_size": (lambda v: _positive_int(v) and v >= 2, "an integer >= 2"),
+    "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+                "a fraction in [0, 1)"),
+    "head_hidden": (_positive_int, "an integer >= 1"),
+    "decoder_channels": (_positive_int, "an integer >= 1"),
+    "head_input": (lambda v: v in ("mu", "z"), "'mu' or 'z'"),
+}
+"""The one set of rules for a TCN-VAE's shape, by constructor argument: the model checks them, and so
+does the trial config (tcnvae.tuning.config) for the arguments it sets, before anything starts."""
+
+
+def architecture_problems(settings: Mapping[str, Any]) -> list[str]:
+    """``name=value: expected ...`` for each of ``settings`` (constructor arguments) that breaks its rule."""
+    return [f"{name}={settings[name]!r}: expected {expected}" for name, (test, expected) in ARCHITECTURE_RULES.items()
+            if name in settings and not test(settings[name])]
 
 
 class _GradientReversal(torch.autograd.Function):
@@ -148,23 +178,13 @@ class TCNVAE(nn.Module):
         head_input: str = "mu",
     ):
         super().__init__()
-        hidden_dims = list(hidden_dims)
-        problems = [
-            f"{name} must be a positive integer, got {value!r}"
-            for name, value in [("input_dim", input_dim), ("latent_dim", latent_dim),
-                                ("num_activities", num_activities), ("num_domains", num_domains),
-                                ("kernel_size", kernel_size), ("head_hidden", head_hidden),
-                                ("decoder_channels", decoder_channels)]
-            if not isinstance(value, int) or value < 1
-        ]
-        if not hidden_dims or any(not isinstance(w, int) or w < 1 for w in hidden_dims):
-            problems.append(f"hidden_dims must be a non-empty list of positive integers, got {hidden_dims!r}")
-        if not 0.0 <= dropout < 1.0:
-            problems.append(f"dropout must lie in [0, 1), got {dropout!r}")
-        if head_input not in ("mu", "z"):
-            problems.append(f"head_input must be 'mu' or 'z', got {head_input!r}")
+        problems = architecture_problems(dict(
+            input_dim=input_dim, latent_dim=latent_dim, num_activities=num_activities, num_domains=num_domains,
+            hidden_dims=hidden_dims, kernel_size=kernel_size, dropout=dropout, head_hidden=head_hidden,
+            decoder_channels=decoder_channels, head_input=head_input))
         if problems:
             raise ValueError("invalid TCNVAE configuration: " + "; ".join(problems))
+        hidden_dims = list(hidden_dims)
 
         self.config = dict(
             input_dim=input_dim, latent_dim=latent_dim, num_activities=num_activities,

@@ -1,10 +1,13 @@
 """The TCN-VAE training loop: ``total = vae + λ_act·activity + λ_dom·domain``.
 
 The public API is the original training module's (``TCNVAETrainer(model, device, learning_rate)``,
-``train_epoch``, ``validate``, the ``beta``/``lambda_act``/``lambda_dom``/``optimizer``/``scheduler``
-attributes, ``OvernightTrainer``), so scripts written against it keep working. Everything a run
-needs to be judged is observable: ``last_train_metrics`` and ``last_val_metrics`` after each call,
-``history`` after each epoch of :meth:`TCNVAETrainer.fit`.
+``train_epoch``, ``validate``, ``vae_loss``, the ``beta``/``lambda_act``/``lambda_dom``/``optimizer``/
+``scheduler`` attributes, ``OvernightTrainer``), so scripts written against it keep working. A
+configured run passes the rest at construction: its optimizer, scheduler, :class:`~tcnvae.objective.Objective`
+(the loss, one object), precision and data-parallel wrapper. Everything a run needs to be judged is
+observable: ``last_train_metrics`` and ``last_val_metrics`` after each call, ``history`` after each
+epoch of :meth:`TCNVAETrainer.fit`, and :meth:`TCNVAETrainer.evaluate` returns metrics without
+changing anything.
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn, optim
 
-from tcnvae.beta_schedules import BetaSchedule, Constant, make_beta_schedule
+from tcnvae import learning_rates
 from tcnvae.checkpoints import (
     atomic_write,
     capture_rng_state,
@@ -35,13 +38,13 @@ from tcnvae.checkpoints import (
 )
 from tcnvae.data.metrics import classification_report
 from tcnvae.model import TCNVAE
+from tcnvae.objective import LOSS_TERMS, UNLABELLED, Objective, adversarial_alpha, kl_divergence, reconstruction
 
 logger = logging.getLogger(__name__)
 
-LOSS_TERMS = ("recon", "kl", "activity", "domain")
-"""The terms of the training objective that ``TCNVAETrainer.loss_multipliers`` weighs."""
-_UNWEIGHTED = dict.fromkeys(LOSS_TERMS, 1.0)
-
+__all__ = ["LOSS_TERMS", "PRECISIONS", "UNLABELLED", "NonFiniteDataError", "Objective", "OvernightTrainer",
+           "TCNVAETrainer", "TrainingDivergedError", "TrainingHealthWarning", "adversarial_alpha",
+           "resolve_precision"]
 
 PRECISIONS = ("off", "bf16", "fp16", "auto")
 """Mixed-precision modes of ``TCNVAETrainer.mixed_precision``; "auto" picks per device (see :func:`resolve_precision`)."""
@@ -84,62 +87,98 @@ class NonFiniteDataError(ValueError):
     """Raised when batches keep arriving with NaN or infinite inputs: a data problem, not divergence."""
 
 
-UNLABELLED = -1
-"""Activity label of a window without one: it trains reconstruction, KL and the domain head, never
-the activity head, and is left out of accuracy and F1. As a domain label, a window of unknown domain."""
+def _objective_setting(name: str) -> property:
+    """A trainer attribute that reads and sets one setting of the trainer's :class:`Objective`, checked
+    by the objective (a negative β or λ, say, is refused)."""
+
+    def get(self: TCNVAETrainer) -> Any:
+        return getattr(self.objective, name)
+
+    def set_(self: TCNVAETrainer, value: Any) -> None:
+        try:
+            self.objective = replace(self.objective, **{name: value})
+        except ValueError as error:
+            raise ValueError(f"trainer.{error}") from None
+
+    return property(get, set_, doc=f"The objective's ``{name}`` (see :class:`~tcnvae.objective.Objective`).")
 
 
-def _loss_weight(name: str, meaning: str) -> property:
-    """A loss weight attribute that refuses what would make the loss meaningless (negative, NaN, inf):
-    a negative β or λ turns a minimised term into a maximised one and the loss runs off to -∞."""
-    attribute = f"_{name}"
+class _EpochTally:
+    """Running sums over one training epoch's steps, for ``last_train_metrics``."""
 
-    def get(self: TCNVAETrainer) -> float:
-        return getattr(self, attribute)
+    AVERAGED = ("total", "vae", *(term for term in LOSS_TERMS if term != "activity"))
+    """Averaged per step; the activity loss is averaged per labelled window instead."""
 
-    def set_(self: TCNVAETrainer, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"trainer.{name} = {value!r}: expected a finite number >= 0 ({meaning})")
-        setattr(self, attribute, float(value))
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys((*self.AVERAGED, "beta", "alpha"), 0.0)
+        self.activity_sum = 0.0
+        self.steps = self.labelled = self.unlabelled = self.domain_correct = self.domain_seen = 0
 
-    return property(get, set_, doc=f"{meaning}; a finite number >= 0.")
+    def add(self, terms: Mapping[str, torch.Tensor], activity_labels: torch.Tensor, domain_labels: torch.Tensor,
+            domain_logits: torch.Tensor, beta: float, alpha: float) -> None:
+        self.steps += 1
+        for key in self.AVERAGED:
+            self.sums[key] += terms[key].item()
+        self.sums["beta"] += beta
+        self.sums["alpha"] += alpha
+        batch_labelled = int((activity_labels >= 0).sum())
+        self.labelled += batch_labelled
+        self.unlabelled += len(activity_labels) - batch_labelled
+        self.activity_sum += terms["activity"].item() * batch_labelled
+        known = domain_labels >= 0
+        self.domain_correct += (domain_logits.argmax(1)[known] == domain_labels[known]).sum().item()
+        self.domain_seen += known.sum().item()
 
-
-def adversarial_alpha(batch_idx: int, epoch: int, num_batches: int, ramp_epochs: float = 10.0) -> float:
-    """Gradient-reversal strength: ``p = (batch_idx + epoch·N) / (ramp_epochs·N)``, ``α = 2/(1+e^(-10p)) - 1``.
-
-    α starts at 0 so the encoder first learns activity features, then rises to 1 over ``ramp_epochs``.
-    """
-    p = (batch_idx + epoch * num_batches) / (ramp_epochs * num_batches)
-    return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+    def metrics(self) -> dict[str, float]:
+        return {
+            **{key: value / max(self.steps, 1) for key, value in self.sums.items()},
+            "activity": self.activity_sum / self.labelled if self.labelled else float("nan"),
+            "domain_accuracy": self.domain_correct / self.domain_seen if self.domain_seen else float("nan"),
+            "labelled": self.labelled,
+            "unlabelled": self.unlabelled,
+            "steps": self.steps,
+        }
 
 
 class TCNVAETrainer:
     """Trains a :class:`~tcnvae.model.TCNVAE` on batches of ``(data, activity_labels, domain_labels)``.
+
+    ``TCNVAETrainer(model, device, learning_rate)`` is the original trainer: Adam at ``learning_rate``,
+    no scheduler, the original loss weights. A configured run gives the rest at construction:
+    ``optimizer`` (over ``model``'s parameters; ``learning_rate`` is then unused), ``scheduler``
+    (built from that optimizer), ``objective``, ``precision`` (:data:`PRECISIONS`), ``parallelize``
+    (wraps the model for data-parallel training, e.g. ``ray.train.torch.prepare_model``: the training
+    forward pass runs through ``forward_module``, evaluation and checkpoints through ``model``),
+    ``grad_clip`` (None: no clipping) and ``input_noise`` (std of Gaussian noise on training inputs;
+    the clean input is the reconstruction target).
 
     Activity labels of -1 (:data:`UNLABELLED`) mark unlabelled windows: they train the VAE and the
     domain head but not the activity head, and metrics count them apart (``labelled``/``unlabelled``).
     Domain labels of -1 (a window whose domain the domain head does not know) are ignored by the
     domain loss. Every batch is checked first: labels must be integers within the model's classes
     (or -1), and a batch with NaN or infinite inputs is skipped and counted as a data problem (the
-    learning rate is halved only for a non-finite loss on finite inputs). Replace ``optimizer`` or ``scheduler`` after construction as you would on any trainer;
-    a scheduler built from ``trainer.optimizer`` is stepped once per epoch by :meth:`train_epoch`
-    (``ReduceLROnPlateau`` by :meth:`validate`, with the validation loss).
+    learning rate is halved only for a non-finite loss on finite inputs). Replace ``optimizer`` or
+    ``scheduler`` after construction as you would on any trainer; a scheduler built from
+    ``trainer.optimizer`` is stepped once per epoch by :meth:`train_epoch` (``ReduceLROnPlateau`` by
+    :meth:`validate`, with the validation loss). Learning rates change only through
+    :meth:`set_learning_rate` and :meth:`set_lr_multipliers` (:mod:`tcnvae.learning_rates`).
     """
 
-    def __init__(self, model: TCNVAE, device: torch.device | str, learning_rate: float = 1e-3):
-        if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and math.isfinite(learning_rate)):
+    def __init__(self, model: TCNVAE, device: torch.device | str, learning_rate: float = 1e-3, *,
+                 optimizer: optim.Optimizer | None = None, scheduler: Any = None, objective: Objective | None = None,
+                 precision: str = "off", parallelize: Callable[[nn.Module], nn.Module] | None = None,
+                 grad_clip: float | None = 1.0, input_noise: float = 0.0, verbose: bool = True):
+        if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and np.isfinite(learning_rate)):
             raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
         self.device = torch.device(device)
-        self.model = model.to(self.device)
-        self.beta = 1.0
-        self.lambda_act = 1.0
-        self.lambda_dom = 0.1
-        self.beta_schedule: BetaSchedule = Constant()
-        self.alpha_ramp_epochs = 10.0
-        self.label_smoothing = 0.0
-        self.grad_clip: float | None = 1.0
-        self.input_noise = 0.0  # std of Gaussian noise added to training inputs; the clean input is the target
+        self._model = model.to(self.device)
+        # What the training forward pass runs through: the model, or its data-parallel wrapper (which
+        # shares the model's parameters and syncs their gradients across workers).
+        self.forward_module: nn.Module = parallelize(self._model) if parallelize is not None else self._model
+        self.objective = objective if objective is not None else Objective()
+        self.grad_clip = grad_clip
+        self.input_noise = input_noise
+        self.verbose = verbose
         self.log_interval = 100
         self.patience: int | None = None
         self.best_model_path: str | Path | None = None
@@ -147,31 +186,36 @@ class TCNVAETrainer:
         self.max_nonfinite_input_batches = 3  # batches with NaN/inf inputs tolerated (skipped) before raising
         self.nonfinite_input_batches: list[tuple[int, int]] = []  # (epoch, batch) of each one skipped
         self.nonfinite_lr_factor = 0.5
-        self.verbose = True
-        self.scaler: torch.amp.GradScaler | None = None  # fp16 only: scales the loss so gradients stay representable
-        self.mixed_precision = "off"
+        self.mixed_precision = precision
         self.metadata: dict[str, Any] = {}  # label mapping, normalisation, config: saved with every checkpoint
-        # Extra weight of each training-loss term on top of β and the λs, set by curricula per epoch
-        # (e.g. the adversarial term at 0 while one domain is in the batches). Validation ignores
-        # them, so the validation loss stays the configured objective and compares across stages.
-        self.loss_multipliers: dict[str, float] = dict.fromkeys(LOSS_TERMS, 1.0)
         self._scheduler_factory: Callable[[optim.Optimizer], Any] | None = None
         self._scheduler: Any = None
-        self.optimizer = optim.Adam(self.model.parameters(), lr=learning_rate)
+        self.optimizer = optimizer if optimizer is not None else optim.Adam(self._model.parameters(), lr=learning_rate)
+        if scheduler is not None:
+            self.scheduler = scheduler
         self.epoch = 0  # epochs completed
         self.best_val_accuracy: float | None = None
         self.epochs_since_best = 0
         self.history: list[dict[str, Any]] = []
         self.last_train_metrics: dict[str, Any] = {}
         self.last_val_metrics: dict[str, Any] = {}
-        self.applied_beta = self.beta * self.beta_schedule(0.0)
-        self.alpha = 0.0
+        self.applied_beta = self.objective.beta_at(0.0)  # β as last applied, × the schedule
+        self.alpha = 0.0  # the gradient-reversal strength of the last training batch
         self._nonfinite_streak = 0
         self._warned_short_windows = False
 
-    beta = _loss_weight("beta", "the KL weight β")
-    lambda_act = _loss_weight("lambda_act", "the activity-loss weight λ_act")
-    lambda_dom = _loss_weight("lambda_dom", "the domain-loss weight λ_dom")
+    @property
+    def model(self) -> TCNVAE:
+        """The model being trained (never a wrapper of it: see ``forward_module``)."""
+        return self._model
+
+    beta = _objective_setting("beta")
+    lambda_act = _objective_setting("lambda_act")
+    lambda_dom = _objective_setting("lambda_dom")
+    beta_schedule = _objective_setting("beta_schedule")
+    alpha_ramp_epochs = _objective_setting("alpha_ramp_epochs")
+    label_smoothing = _objective_setting("label_smoothing")
+    loss_multipliers = _objective_setting("loss_multipliers")
 
     # -- optimizer and scheduler: replaceable, and kept consistent with each other -------------------
     @property
@@ -201,6 +245,23 @@ class TCNVAETrainer:
                 "build the scheduler from trainer.optimizer after replacing the optimizer"
             )
 
+    # -- the learning rate: one writer --------------------------------------------------------------
+    @property
+    def learning_rate(self) -> float:
+        """The current rate of the first param group (a grouped optimizer's activity head: the run's
+        reference rate, undiscounted by any curriculum multiplier of the encoder)."""
+        return self._optimizer.param_groups[0]["lr"]
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """A new configured rate (PBT, a replayed epoch), at the scheduler's current progress and each
+        param group's multiplier (:func:`tcnvae.learning_rates.set_learning_rate`)."""
+        learning_rates.set_learning_rate(self._optimizer, self._scheduler, learning_rate)
+
+    def set_lr_multipliers(self, multipliers: Mapping[str, float]) -> None:
+        """Per-part rates of a grouped optimizer (a curriculum stage), on the scheduler's curve
+        (:func:`tcnvae.learning_rates.set_lr_multipliers`)."""
+        learning_rates.set_lr_multipliers(self._optimizer, self._scheduler, multipliers)
+
     # -- mixed precision -----------------------------------------------------------------------------
     @property
     def mixed_precision(self) -> str:
@@ -219,10 +280,6 @@ class TCNVAETrainer:
         dtype = torch.bfloat16 if self._precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    @property
-    def learning_rate(self) -> float:
-        return self._optimizer.param_groups[0]["lr"]
-
     # -- losses --------------------------------------------------------------------------------------
     def vae_loss(self, recon_x: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor):
         """``(recon + β·KL, recon, KL)``.
@@ -231,42 +288,28 @@ class TCNVAETrainer:
         latent dimensions and averaged over the batch (per sample), so a given β weighs the same at
         every batch size. β here is the applied one, ``beta × beta_schedule(progress)``.
         """
-        recon = nn.functional.mse_loss(recon_x, x)
-        kl = (-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)).mean()
-        return recon + self.applied_beta * kl, recon, kl
+        terms = {"recon": reconstruction(recon_x, x).mean(), "kl": kl_divergence(mu, logvar).mean()}
+        return self.objective.total(terms, self.applied_beta), terms["recon"], terms["kl"]
 
-    def _losses(self, data: torch.Tensor, target: torch.Tensor, activity_labels: torch.Tensor,
+    def _losses(self, module: nn.Module, data: torch.Tensor, target: torch.Tensor, activity_labels: torch.Tensor,
                 domain_labels: torch.Tensor, alpha: float, multipliers: Mapping[str, float] | None = None):
+        """The batch's loss terms (the objective's, plus ``total`` and ``vae``) and the heads' logits."""
         with self._autocast():
-            outputs = self.model(data, alpha)
+            outputs = module(data, alpha)
         # The losses in fp32 whatever the forward ran in: exp(logvar) and the sums overflow in fp16.
-        recon, mu, logvar, activity_logits, domain_logits = (output.float() for output in outputs)
-        vae, recon_loss, kl = self.vae_loss(recon, target, mu, logvar)
-        # An unlabelled window contributes no activity loss (ignore_index); a batch without labelled
-        # windows gets a zero that keeps the graph, as cross_entropy's mean over nothing is NaN.
-        if (activity_labels >= 0).any():
-            activity = nn.functional.cross_entropy(activity_logits, activity_labels, ignore_index=UNLABELLED,
-                                                   label_smoothing=self.label_smoothing)
-        else:
-            activity = activity_logits.sum() * 0.0
-        if (domain_labels >= 0).any():
-            domain = nn.functional.cross_entropy(domain_logits, domain_labels, ignore_index=UNLABELLED)
-        else:
-            domain = domain_logits.sum() * 0.0
-        weight = _UNWEIGHTED if multipliers is None else multipliers
-        total = (weight["recon"] * recon_loss + weight["kl"] * self.applied_beta * kl
-                 + weight["activity"] * self.lambda_act * activity + weight["domain"] * self.lambda_dom * domain)
-        terms = {"total": total, "vae": vae, "recon": recon_loss, "kl": kl, "activity": activity, "domain": domain}
-        return terms, activity_logits, domain_logits
-
-    def _bare_model(self) -> TCNVAE:
-        return getattr(self.model, "module", self.model)  # under DDP, train_epoch sees the wrapper
+        outputs = tuple(output.float() for output in outputs)
+        objective = self.objective
+        terms = objective.batch_terms(objective.window_terms(outputs, target, activity_labels, domain_labels),
+                                      activity_labels, domain_labels)
+        total = objective.total(terms, self.applied_beta, multipliers)
+        vae = objective.total({"recon": terms["recon"], "kl": terms["kl"]}, self.applied_beta)
+        return {"total": total, "vae": vae, **terms}, outputs[3], outputs[4]
 
     def _check_batch(self, batch: Iterable[torch.Tensor], batch_idx: int, split: str):
         """``(data, activity, domain)`` after checking what torch would report obscurely or not at all:
         the labels' type and range, and the window length against the encoder's receptive field."""
         data, activity_labels, domain_labels = batch
-        model = self._bare_model()
+        model = self._model
         sizes = {"activity": (activity_labels, model.activity_classifier[-1].out_features,
                               "-1 marks an unlabelled window"),
                  "domain": (domain_labels, model.domain_classifier[-1].out_features,
@@ -313,83 +356,66 @@ class TCNVAETrainer:
         num_batches = len(train_loader)
         if num_batches == 0:
             raise ValueError("train_loader yields no batches; is the training split empty?")
-        self.model.train()
-        sums = dict.fromkeys(("total", "vae", "recon", "kl", "domain", "beta", "alpha"), 0.0)
-        activity_sum = 0.0
-        steps = skipped = bad_inputs = overflowed = domain_correct = domain_seen = labelled = unlabelled = 0
+        self.forward_module.train()
+        tally = _EpochTally()
+        skipped = dict.fromkeys(("nonfinite", "overflow", "bad_input"), 0)
         lr_used = self.learning_rate
         for batch_idx, batch in enumerate(train_loader):
             data, activity_labels, domain_labels = self._check_batch(batch, batch_idx, f"epoch {epoch}, training")
             if self._skip_nonfinite_input(data, epoch, batch_idx):
-                bad_inputs += 1
+                skipped["bad_input"] += 1
                 continue
             data, activity_labels, domain_labels = self._batch_to_device((data, activity_labels, domain_labels))
-            self.alpha = adversarial_alpha(batch_idx, epoch, num_batches, self.alpha_ramp_epochs)
-            self.applied_beta = self.beta * self.beta_schedule(epoch + batch_idx / num_batches)
+            self.alpha = self.objective.alpha_at(batch_idx, epoch, num_batches)
+            self.applied_beta = self.objective.beta_at(epoch + batch_idx / num_batches)
             noisy = data + self.input_noise * torch.randn_like(data) if self.input_noise > 0 else data
-            terms, _, domain_logits = self._losses(noisy, data, activity_labels, domain_labels, self.alpha,
-                                                   self.loss_multipliers)
-
-            self._optimizer.zero_grad(set_to_none=True)
-            finite = bool(torch.isfinite(terms["total"]))
-            if finite:
-                self._backward(terms["total"])
-                if self.grad_clip is not None:
-                    norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-                    # With fp16 an infinite norm is a scale too high for this step, not divergence:
-                    # the scaler skips the step and lowers the scale itself.
-                    finite = self.scaler is not None or bool(torch.isfinite(norm))
-            if not finite:
-                skipped += 1
-                self._on_nonfinite(epoch, batch_idx, terms["total"])
+            terms, _, domain_logits = self._losses(self.forward_module, noisy, data, activity_labels, domain_labels,
+                                                   self.alpha, self.objective.loss_multipliers)
+            outcome = self._optimise(terms["total"], epoch, batch_idx)
+            if outcome != "step":
+                skipped[outcome] += 1
                 continue
-            self._nonfinite_streak = 0
-            if not self._step():
-                overflowed += 1
-                continue
-
-            steps += 1
-            for key in sums.keys() - {"beta", "alpha"}:
-                sums[key] += terms[key].item()
-            sums["beta"] += self.applied_beta
-            sums["alpha"] += self.alpha
-            batch_labelled = int((activity_labels >= 0).sum())
-            labelled += batch_labelled
-            unlabelled += len(activity_labels) - batch_labelled
-            activity_sum += terms["activity"].item() * batch_labelled
-            known = domain_labels >= 0
-            domain_correct += (domain_logits.argmax(1)[known] == domain_labels[known]).sum().item()
-            domain_seen += known.sum().item()
+            tally.add(terms, activity_labels, domain_labels, domain_logits, self.applied_beta, self.alpha)
             if (batch_idx + 1) % self.log_interval == 0:
                 self._say(f"Epoch: {epoch}, Batch: {batch_idx + 1}, VAE Loss: {terms['vae'].item():.4f}, "
                           f"Activity Loss: {terms['activity'].item():.4f}, "
                           f"Domain Loss: {terms['domain'].item():.4f}")
 
-        if steps == 0 and (skipped or bad_inputs):
-            error = TrainingDivergedError if skipped else NonFiniteDataError
-            raise error(f"epoch {epoch}: all {skipped + bad_inputs} batches were skipped ({skipped} with a non-finite "
-                        f"loss, {bad_inputs} with NaN/inf inputs), so no step was taken; check the inputs for "
-                        "NaNs, lower the learning rate or beta, or tighten gradient clipping")
+        if tally.steps == 0 and (skipped["nonfinite"] or skipped["bad_input"]):
+            error = TrainingDivergedError if skipped["nonfinite"] else NonFiniteDataError
+            raise error(f"epoch {epoch}: all {skipped['nonfinite'] + skipped['bad_input']} batches were skipped "
+                        f"({skipped['nonfinite']} with a non-finite loss, {skipped['bad_input']} with NaN/inf inputs), "
+                        "so no step was taken; check the inputs for NaNs, lower the learning rate or beta, or "
+                        "tighten gradient clipping")
         if self._scheduler is not None and not isinstance(self._scheduler, optim.lr_scheduler.ReduceLROnPlateau):
             self._scheduler.step()
-        means = {key: value / max(steps, 1) for key, value in sums.items()}
-        self.last_train_metrics = {
-            **means,
-            "activity": activity_sum / labelled if labelled else float("nan"),
-            "lr": lr_used,
-            "domain_accuracy": domain_correct / domain_seen if domain_seen else float("nan"),
-            "labelled": labelled,
-            "unlabelled": unlabelled,
-            "steps": steps,
-            "skipped_steps": skipped,
-            "nonfinite_input_batches": bad_inputs,
-            "overflow_steps": overflowed,
-        }
-        if steps and means["kl"] < 0.01:
-            self._warn(f"KL collapse at epoch {epoch}: KL divergence {means['kl']:.4f} < 0.01 per sample; "
-                       "the latent carries almost no information. Increase beta gradually "
+        self.last_train_metrics = {**tally.metrics(), "lr": lr_used, "skipped_steps": skipped["nonfinite"],
+                                   "nonfinite_input_batches": skipped["bad_input"],
+                                   "overflow_steps": skipped["overflow"]}
+        if tally.steps and self.last_train_metrics["kl"] < 0.01:
+            self._warn(f"KL collapse at epoch {epoch}: KL divergence {self.last_train_metrics['kl']:.4f} < 0.01 per "
+                       "sample; the latent carries almost no information. Increase beta gradually "
                        "(a beta schedule) or check the latent dimension size.")
-        return means["total"]
+        return self.last_train_metrics["total"]
+
+    def _optimise(self, loss: torch.Tensor, epoch: int, batch_idx: int) -> str:
+        """Backward, clip and step on ``loss``: "step" when the weights moved, "nonfinite" when the loss
+        or the gradients were not finite (skipped; the learning rate backs off), "overflow" when the
+        fp16 scaler skipped the step (gradients overflowed at this scale)."""
+        self._optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            self._backward(loss)
+            if self.grad_clip is not None:
+                norm = nn.utils.clip_grad_norm_(self._model.parameters(), self.grad_clip)
+                # With fp16 an infinite norm is a scale too high for this step, not divergence:
+                # the scaler skips the step and lowers the scale itself.
+                finite = self.scaler is not None or bool(torch.isfinite(norm))
+        if not finite:
+            self._on_nonfinite(epoch, batch_idx, loss)
+            return "nonfinite"
+        self._nonfinite_streak = 0
+        return "step" if self._step() else "overflow"
 
     def _skip_nonfinite_input(self, data: torch.Tensor, epoch: int, batch_idx: int) -> bool:
         """True when the batch has NaN/inf inputs and is skipped. Bad inputs are a data problem, not
@@ -430,10 +456,8 @@ class TCNVAETrainer:
 
     def _on_nonfinite(self, epoch: int, batch_idx: int, loss: torch.Tensor) -> None:
         self._nonfinite_streak += 1
-        for group in self._optimizer.param_groups:
-            group["lr"] *= self.nonfinite_lr_factor
-        if hasattr(self._scheduler, "base_lrs"):  # or the scheduler would restore the old rate next step
-            self._scheduler.base_lrs = [lr * self.nonfinite_lr_factor for lr in self._scheduler.base_lrs]
+        learning_rates.rescale(self._optimizer, self._scheduler,
+                               [self.nonfinite_lr_factor] * len(self._optimizer.param_groups))
         self._say(f"Non-finite loss ({loss.item()}) at epoch {epoch}, batch {batch_idx}: skipped the step "
                   f"and reduced the learning rate to {self.learning_rate:.3e}")
         if self._nonfinite_streak >= self.max_consecutive_nonfinite:
@@ -444,19 +468,48 @@ class TCNVAETrainer:
             )
 
     @torch.no_grad()
-    def validate(self, val_loader: Iterable) -> tuple[float, float]:
-        """Deterministic evaluation (heads read μ): returns ``(avg_val_loss, activity_accuracy)``.
+    def evaluate(self, loader: Iterable) -> dict[str, Any]:
+        """Deterministic evaluation (heads read μ), changing nothing: no scheduler step, no stored
+        metrics, the model left in the mode it was in.
 
-        ``last_val_metrics`` also holds macro-F1, per-domain and worst-domain accuracy, the domain
-        head's accuracy (near chance = a domain-invariant encoder), the confusion matrix and the
-        ``labelled``/``unlabelled`` window counts. Unlabelled windows count in the loss (reconstruction,
-        KL, domain) but not in accuracy or F1, which are NaN when no window is labelled.
+        Returns the loss (the configured objective: the curriculum's multipliers left out, so it
+        compares across stages) and the activity accuracy, macro-F1, per-domain and worst-domain
+        accuracy, the domain head's accuracy (near chance = a domain-invariant encoder), the
+        confusion matrix and the ``labelled``/``unlabelled`` window counts. Unlabelled windows count in
+        the loss (reconstruction, KL, domain) but not in accuracy or F1, which are NaN when no window
+        is labelled.
         """
-        self.model.eval()
+        was_training = self._model.training
+        self._model.eval()
+        try:
+            total_loss, batches, predictions = self._evaluation_pass(loader)
+        finally:
+            self._model.train(was_training)
+        if batches == 0:
+            raise ValueError("the evaluation loader yields no batches; is the split empty?")
+        y_pred, y_true, domain_pred, domain_true = (torch.cat(values).numpy() for values in predictions)
+        num_classes = self._model.activity_classifier[-1].out_features
+        labelled = y_true >= 0
+        report = classification_report(y_true[labelled], y_pred[labelled], num_classes,
+                                       domains=domain_true[labelled],
+                                       domain_names=getattr(loader, "domain_names", None))
+        known = domain_true >= 0
+        return {
+            **report,
+            "loss": total_loss / batches,
+            "labelled": int(labelled.sum()),
+            "unlabelled": int((~labelled).sum()),
+            "domain_classifier_accuracy": float((domain_pred[known] == domain_true[known]).mean())
+            if known.any() else float("nan"),
+        }
+
+    def _evaluation_pass(self, loader: Iterable) -> tuple[float, int, tuple[list[torch.Tensor], ...]]:
+        """The summed loss, the number of batches and (activity predictions, labels, domain
+        predictions, labels) over ``loader``."""
         total_loss = 0.0
         batches = 0
-        predictions, labels, domains, domain_predictions = [], [], [], []
-        for batch_idx, batch in enumerate(val_loader):
+        predictions: tuple[list[torch.Tensor], ...] = ([], [], [], [])
+        for batch_idx, batch in enumerate(loader):
             data, activity_labels, domain_labels = self._check_batch(batch, batch_idx, "validation")
             bad_windows = ~torch.isfinite(data).flatten(1).all(dim=1)
             if bad_windows.any():
@@ -465,40 +518,29 @@ class TCNVAETrainer:
                     f"infinite values (first at position {int(torch.nonzero(bad_windows)[0, 0])} in the batch); "
                     "no loss or accuracy can be computed on them: clean or drop those windows")
             data, activity_labels, domain_labels = self._batch_to_device((data, activity_labels, domain_labels))
-            terms, activity_logits, domain_logits = self._losses(data, data, activity_labels, domain_labels,
-                                                                 self.alpha)
+            terms, activity_logits, domain_logits = self._losses(self._model, data, data, activity_labels,
+                                                                 domain_labels, self.alpha)
             total_loss += terms["total"].item()
             batches += 1
-            predictions.append(activity_logits.argmax(1).cpu())
-            labels.append(activity_labels.cpu())
-            domains.append(domain_labels.cpu())
-            domain_predictions.append(domain_logits.argmax(1).cpu())
-        if batches == 0:
-            raise ValueError("val_loader yields no batches; is the validation split empty?")
-        y_pred, y_true = torch.cat(predictions).numpy(), torch.cat(labels).numpy()
-        domain_true, domain_pred = torch.cat(domains).numpy(), torch.cat(domain_predictions).numpy()
-        num_classes = self.model.activity_classifier[-1].out_features
-        labelled = y_true >= 0
-        report = classification_report(y_true[labelled], y_pred[labelled], num_classes,
-                                       domains=domain_true[labelled],
-                                       domain_names=getattr(val_loader, "domain_names", None))
-        known = domain_true >= 0
-        avg_loss = total_loss / batches
-        self.last_val_metrics = {
-            **report,
-            "loss": avg_loss,
-            "labelled": int(labelled.sum()),
-            "unlabelled": int((~labelled).sum()),
-            "domain_classifier_accuracy": float((domain_pred[known] == domain_true[known]).mean())
-            if known.any() else float("nan"),
-        }
+            for values, tensor in zip(predictions, (activity_logits.argmax(1), activity_labels,
+                                                    domain_logits.argmax(1), domain_labels)):
+                values.append(tensor.cpu())
+        return total_loss, batches, predictions
+
+    def validate(self, val_loader: Iterable) -> tuple[float, float]:
+        """:meth:`evaluate` on the validation split, kept in ``last_val_metrics``; returns
+        ``(avg_val_loss, activity_accuracy)``. Steps a ``ReduceLROnPlateau`` scheduler with the loss
+        and warns when the accuracy is near chance."""
+        metrics = self.evaluate(val_loader)
+        self.last_val_metrics = metrics
         if isinstance(self._scheduler, optim.lr_scheduler.ReduceLROnPlateau):
-            self._scheduler.step(avg_loss)
-        accuracy = float(report["accuracy"])
-        if labelled.any() and accuracy <= 1.2 / num_classes:
+            self._scheduler.step(metrics["loss"])
+        accuracy = float(metrics["accuracy"])
+        num_classes = self._model.activity_classifier[-1].out_features
+        if metrics["labelled"] and accuracy <= 1.2 / num_classes:
             self._warn(f"validation accuracy {accuracy:.4f} is near chance (1/{num_classes}); check the data "
                        "preprocessing and label encoding, or increase lambda_act")
-        return avg_loss, accuracy
+        return metrics["loss"], accuracy
 
     # -- full runs -----------------------------------------------------------------------------------
     def fit(self, train_loader: Iterable, val_loader: Iterable, epochs: int,
@@ -555,8 +597,7 @@ class TCNVAETrainer:
             "epoch": self.epoch,
             "best_val_accuracy": self.best_val_accuracy,
             "epochs_since_best": self.epochs_since_best,
-            "loss_weights": {"beta": self.beta, "lambda_act": self.lambda_act, "lambda_dom": self.lambda_dom},
-            "beta_schedule": self.beta_schedule.to_config(),
+            **self.objective.state(),  # "loss_weights" and "beta_schedule"
             "rng": capture_rng_state(),
             "history": self.history,
             "metadata": self.metadata,
@@ -573,10 +614,7 @@ class TCNVAETrainer:
         self.epoch = state["epoch"]
         self.best_val_accuracy = state["best_val_accuracy"]
         self.epochs_since_best = state["epochs_since_best"]
-        for name, value in state["loss_weights"].items():
-            setattr(self, name, value)
-        schedule = dict(state["beta_schedule"])
-        self.beta_schedule = make_beta_schedule(schedule.pop("name"), **schedule)
+        self.objective = self.objective.restored(state)
         self.history = list(state["history"])
         self.metadata = dict(state["metadata"])
         restore_rng_state(state["rng"])
@@ -619,17 +657,16 @@ class OvernightTrainer(TCNVAETrainer):
 
     def __init__(self, model: TCNVAE, device: torch.device | str, learning_rate: float = 3e-4,
                  checkpoint_dir: str | Path = "checkpoints", keep_last: int = 3):
-        super().__init__(model, device, learning_rate)
         if not isinstance(keep_last, int) or keep_last < 1:
             raise ValueError(f"keep_last must be a positive integer, got {keep_last!r}")
+        super().__init__(model, device, learning_rate,
+                         optimizer=optim.AdamW(model.parameters(), lr=learning_rate, weight_decay=1e-4),
+                         objective=Objective(beta=0.4, lambda_act=2.5, lambda_dom=0.05, label_smoothing=0.1),
+                         grad_clip=0.8)
+        # Its own scheduler, rebuilt for an optimizer that replaces the AdamW.
         self._scheduler_factory = lambda optimizer: optim.lr_scheduler.CosineAnnealingWarmRestarts(
             optimizer, T_0=20, T_mult=2)
-        self.optimizer = optim.AdamW(self.model.parameters(), lr=learning_rate, weight_decay=1e-4)
-        self.beta = 0.4
-        self.lambda_act = 2.5
-        self.lambda_dom = 0.05
-        self.grad_clip = 0.8
-        self.label_smoothing = 0.1
+        self._scheduler = self._scheduler_factory(self.optimizer)
         self.patience = 50
         self.checkpoint_dir = check_writable_folder(checkpoint_dir, "OvernightTrainer checkpoint_dir")
         self.keep_last = keep_last

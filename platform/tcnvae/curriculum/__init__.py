@@ -22,7 +22,6 @@ from tcnvae.curriculum.groups import (
     encoder_groups,
     grouped_optimizer,
     parameter_groups,
-    set_lr_multipliers,
     set_trainable,
 )
 from tcnvae.curriculum.policy import (
@@ -46,6 +45,7 @@ from tcnvae.curriculum.registry import (
 )
 from tcnvae.curriculum.runner import CurriculumRunner
 from tcnvae.curriculum.stage import Stage, merge_stages
+from tcnvae.learning_rates import set_lr_multipliers  # here too: curricula's per-part rates
 
 __all__ = [
     "CURRICULA",

@@ -14,37 +14,45 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from torch import nn
 
-from tcnvae.curriculum.groups import parameter_groups, set_lr_multipliers, set_trainable
+from tcnvae.curriculum.groups import parameter_groups, set_trainable
 from tcnvae.curriculum.stage import Stage
 from tcnvae.data.loaders import WindowLoader
 from tcnvae.model import TCNVAE
-from tcnvae.trainer import LOSS_TERMS, TCNVAETrainer
+from tcnvae.objective import LOSS_TERMS, Objective
+from tcnvae.trainer import TCNVAETrainer
 
 logger = logging.getLogger(__name__)
 
 
+DIFFICULTY_TERMS = tuple(term for term in LOSS_TERMS if term != "domain")
+"""The loss terms a window's difficulty sums: all but the adversarial one, which measures the
+window's domain, not how hard it is."""
+
+
 @torch.no_grad()
-def per_window_losses(model: TCNVAE, loader: WindowLoader, batch_size: int = 512) -> dict[str, np.ndarray]:
-    """Each of ``loader``'s windows' loss terms under the current model, in window order.
+def per_window_losses(model: TCNVAE, loader: WindowLoader, objective: Objective | None = None,
+                      batch_size: int = 512) -> dict[str, np.ndarray]:
+    """Each of ``loader``'s windows' loss terms under the current model, in window order, as
+    ``objective`` (default: the original one) computes them for training (:meth:`Objective.window_terms`).
 
     Deterministic: evaluation mode (no dropout, heads and decoder read μ), no augmentation, every
-    window once. Returns {"recon": mean squared error, "kl": KL divergence, "activity": cross-entropy},
-    each of shape (num_windows,).
+    window once. Returns each of :data:`DIFFICULTY_TERMS` ("recon": mean squared error, "kl": KL
+    divergence, "activity": cross-entropy, 0 for an unlabelled window), each of shape (num_windows,).
     """
+    objective = objective if objective is not None else Objective()
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    terms: dict[str, list[torch.Tensor]] = {"recon": [], "kl": [], "activity": []}
+    terms: dict[str, list[torch.Tensor]] = {term: [] for term in DIFFICULTY_TERMS}
     try:
         for start in range(0, loader.num_windows, batch_size):
             data = loader.signals[start:start + batch_size].to(device)
             labels = loader.activity_tensor[start:start + batch_size].to(device)
-            recon, mu, logvar, activity_logits, _ = model(data)
-            terms["recon"].append(((recon - data) ** 2).mean(dim=(1, 2)).cpu())
-            terms["kl"].append((-0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)).cpu())
-            terms["activity"].append(nn.functional.cross_entropy(activity_logits, labels, reduction="none").cpu())
+            domains = loader.domain_tensor[start:start + batch_size].to(device)
+            window_terms = objective.window_terms(model(data), data, labels, domains)
+            for term in DIFFICULTY_TERMS:
+                terms[term].append(window_terms[term].cpu())
     finally:
         model.train(was_training)
     return {key: torch.cat(values).numpy() if values else np.zeros(0) for key, values in terms.items()}
@@ -94,15 +102,13 @@ def _check_groups(stage: Stage, model: TCNVAE) -> None:
 
 
 def _window_subset(stage: Stage, trainer: TCNVAETrainer, loader: WindowLoader) -> np.ndarray | None:
-    """The easiest windows for a self-paced stage, by the per-window training objective of this stage
-    (recon + β·KL + λ_act·cross-entropy, times the stage's loss multipliers; the adversarial term is
-    left out: it measures the domain, not the difficulty)."""
+    """The easiest windows for a self-paced stage, by the per-window training objective of this stage:
+    the trainer's own loss formula (:meth:`Objective.total`, with the stage's loss multipliers) over
+    :data:`DIFFICULTY_TERMS`."""
     if stage.window_fraction is None or stage.window_fraction >= 1:
         return None
-    losses = per_window_losses(trainer.model, loader)
-    difficulty = (stage.loss_multiplier("recon") * losses["recon"]
-                  + stage.loss_multiplier("kl") * trainer.applied_beta * losses["kl"]
-                  + stage.loss_multiplier("activity") * trainer.lambda_act * losses["activity"])
+    losses = per_window_losses(trainer.model, loader, trainer.objective)
+    difficulty = trainer.objective.total(losses, trainer.applied_beta, stage.loss_multipliers)
     candidates = np.arange(loader.num_windows)
     if stage.domain_weights is not None:
         weighted = [loader.domain_names.index(name) for name in domains_in_batches(stage, loader)]
@@ -122,8 +128,8 @@ def apply_stage(stage: Stage, trainer: TCNVAETrainer, train_loader: WindowLoader
     applied = effective_stage(stage, train_loader)
     train_loader.set_domain_weights(applied.domain_weights)
     set_trainable(trainer.model, dict(applied.trainable))
-    set_lr_multipliers(trainer.optimizer, trainer.scheduler, dict(applied.lr_multipliers))
-    trainer.loss_multipliers = {term: applied.loss_multiplier(term) for term in LOSS_TERMS}
+    trainer.set_lr_multipliers(applied.lr_multipliers)
+    trainer.objective = replace(trainer.objective, loss_multipliers=applied.loss_multipliers)
     subset = _window_subset(applied, trainer, train_loader)
     train_loader.set_subset(subset)
     if subset is not None:

@@ -10,12 +10,8 @@ is the order "unfreeze gradually, deepest first" walks, and it puts the activity
 optimizer's param groups, so ``trainer.learning_rate`` (group 0) reports the run's reference rate
 rather than a discounted encoder rate.
 
-Learning rate of a group = configured rate × the group's ``lr_multiplier`` × the scheduler's progress.
-:func:`set_lr_multipliers` keeps that product when a multiplier changes: it rescales the group's current
-rate, its ``initial_lr`` and the scheduler's ``base_lrs`` entry by new/old multiplier, so closed-form
-schedulers (computed from ``base_lrs``) and chainable ones (computed from the current rate) both carry
-on along their curve at the new height. Code that resets learning rates (a PBT mutation of ``lr``)
-must multiply by each group's ``lr_multiplier`` likewise.
+Learning rate of a group = configured rate × the group's ``lr_multiplier`` × the scheduler's progress;
+:mod:`tcnvae.learning_rates` is the one writer of that product (``trainer.set_lr_multipliers``).
 """
 
 from __future__ import annotations
@@ -60,38 +56,6 @@ def grouped_optimizer(model: TCNVAE, optimizer_class: type[optim.Optimizer] = op
     param_groups = [{"params": params, "name": name, "lr_multiplier": 1.0}
                     for name, params in parameter_groups(model).items()]
     return optimizer_class(param_groups, lr=lr, weight_decay=weight_decay, **options)
-
-
-def set_lr_multipliers(optimizer: optim.Optimizer, scheduler: Any, multipliers: dict[str, float]) -> None:
-    """Give each named param group its multiplier (1 when not named), keeping the scheduler's progress.
-
-    Raises a ValueError when a multiplier other than 1 is asked of an optimizer whose groups carry no
-    names (one not built by :func:`grouped_optimizer`), or names a group the optimizer lacks.
-    """
-    names = [group.get("name") for group in optimizer.param_groups]
-    unknown = sorted(set(multipliers) - set(names))
-    needed = {name: value for name, value in multipliers.items() if value != 1.0}
-    if unknown and needed:
-        raise ValueError(
-            f"learning-rate multipliers for {sorted(needed)} need an optimizer with one named param group "
-            f"per parameter group; this one has groups {names}, lacking {unknown}. Build it with "
-            "tcnvae.curriculum.grouped_optimizer(model, ...)"
-        )
-    base_lrs = getattr(scheduler, "base_lrs", None)
-    for index, group in enumerate(optimizer.param_groups):
-        if group.get("name") is None:
-            continue
-        new = float(multipliers.get(group["name"], 1.0))
-        old = float(group.get("lr_multiplier", 1.0))
-        if new == old:
-            continue
-        ratio = new / old
-        group["lr"] *= ratio
-        if "initial_lr" in group:
-            group["initial_lr"] *= ratio
-        if base_lrs is not None:
-            base_lrs[index] *= ratio
-        group["lr_multiplier"] = new
 
 
 def set_trainable(model: TCNVAE, trainable: dict[str, bool]) -> None:

@@ -26,7 +26,8 @@ from tcnvae.curriculum.groups import parameter_groups, trainable_fraction
 from tcnvae.curriculum.policy import CurriculumContext, CurriculumPolicy
 from tcnvae.curriculum.stage import Stage
 from tcnvae.data.loaders import WindowLoader
-from tcnvae.trainer import LOSS_TERMS, TCNVAETrainer
+from tcnvae.objective import LOSS_TERMS
+from tcnvae.trainer import TCNVAETrainer
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +47,13 @@ class CurriculumRunner:
         self.context = CurriculumContext.of(trainer.model, train_loader, max_epochs)
         policy.setup(self.context, trainer.model)
         self.stage: Stage | None = None
-        self.changed = False  # whether the last before_epoch() entered a new stage (or was the run's first)
         self.stage_names: list[str] = []  # in order of first appearance; a stage's index is its place here
         self.last_metrics: dict[str, float] | None = None
 
     def before_epoch(self, epoch: int) -> Stage:
         """Decide epoch ``epoch``'s stage from the last metrics, apply it, log a change of stage."""
         stage = apply_stage(self.policy.stage(epoch, self.last_metrics), self.trainer, self.train_loader)
-        self.changed = self.stage is None or stage.name != self.stage.name
-        if self.changed:
+        if self.stage is None or stage.name != self.stage.name:
             logger.info("curriculum stage %r at epoch %d (%s): %s", stage.name, epoch, self.policy.policy_name,
                         stage.describe())
         if stage.name not in self.stage_names:

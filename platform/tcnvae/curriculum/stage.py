@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from tcnvae.trainer import LOSS_TERMS
+from tcnvae.objective import LOSS_TERMS
 
 
 def _finite(value: float) -> bool:

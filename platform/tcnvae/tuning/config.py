@@ -17,9 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from tcnvae.beta_schedules import BETA_SCHEDULES
 from tcnvae.curriculum import check_curriculum_spec, make_curriculum
 from tcnvae.data.pipeline import DataConfig
+from tcnvae.model import architecture_problems
+from tcnvae.objective import Objective
 from tcnvae.trainer import PRECISIONS
 
 logger = logging.getLogger(__name__)
@@ -61,27 +62,23 @@ OBJECTIVE_MODE = "max"
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 
-# Hyperparameters that may change while a trial runs (PBT mutates them; a replay schedule sets them
-# per epoch). Each checkpoint's hyperparameter history records exactly these, epoch by epoch.
-MUTABLE_KEYS: tuple[str, ...] = (
-    "lr", "weight_decay", "beta", "lambda_act", "lambda_dom", "beta_schedule", "beta_warmup_epochs",
-    "beta_cycle_epochs", "beta_ramp_fraction", "beta_center_epoch", "beta_steepness",
-    "alpha_ramp_epochs", "label_smoothing", "grad_clip", "input_noise",
-)
+
+def mutable_keys() -> tuple[str, ...]:
+    """Hyperparameters that may change while a trial runs (PBT mutates them; a replay schedule sets
+    them per epoch): the learning rate, weight decay, every setting of the objective (its loss weights,
+    β schedule and parameters, α ramp, label smoothing: :meth:`Objective.config_defaults`), gradient
+    clipping and input noise. Each checkpoint's hyperparameter history records exactly these."""
+    return ("lr", "weight_decay", *Objective.config_defaults(), "grad_clip", "input_noise")
+
+
+MUTABLE_KEYS: tuple[str, ...] = mutable_keys()
+""":func:`mutable_keys` with the β schedules registered at import."""
 
 # A curriculum policy's parameters are flat keys under this prefix: "curriculum.single_epochs", or
 # "curriculum.<policy>.<parameter>" (required in a composition for a name two policies share, and
 # what the curriculum search uses). PBT may perturb them like any key; a restored trial builds its
 # policy from its current values and continues from the checkpoint's policy state.
 CURRICULUM_PREFIX = "curriculum."
-
-# Parameters of each β schedule, as config key → schedule argument.
-BETA_SCHEDULE_PARAMS: dict[str, dict[str, str]] = {
-    "constant": {},
-    "linear": {"beta_warmup_epochs": "warmup_epochs"},
-    "cyclical": {"beta_cycle_epochs": "cycle_epochs", "beta_ramp_fraction": "ramp_fraction"},
-    "sigmoid": {"beta_center_epoch": "center_epoch", "beta_steepness": "steepness"},
-}
 
 DEFAULT_CONFIG: dict[str, Any] = {
     # data (tcnvae.data.pipeline.DataConfig documents each; flat names here, mapped by data_config())
@@ -126,20 +123,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "lr_schedule": "cosine",  # the last epochs at a small rate: the final weights are the settled ones
     "max_epochs": 20,
     "grad_clip": 1.0,  # None: no clipping
-    "label_smoothing": 0.1,
     "input_noise": 0.0,
-    # loss
-    # The classifier is the product: a light KL (β) and a heavier activity term than the VAE's.
-    "beta": 0.1,
-    "lambda_act": 2.5,
-    "lambda_dom": 0.1,
-    "beta_schedule": "constant",
-    "beta_warmup_epochs": 10.0,
-    "beta_cycle_epochs": 10.0,
-    "beta_ramp_fraction": 0.5,
-    "beta_center_epoch": 5.0,
-    "beta_steepness": 1.0,
-    "alpha_ramp_epochs": 10.0,
+    # loss: β, the λs, the β schedule and its beta_<parameter> keys, the α ramp, label smoothing, with
+    # the defaults tcnvae.objective declares (the classifier is the product: a light KL, β 0.1, and a
+    # heavier activity term, λ_act 2.5, than the VAE's)
+    **Objective.config_defaults(),
     # curriculum (tcnvae.curriculum): a registered policy, path/to/file.py:Class, or several joined by "+";
     # its parameters go in "curriculum.<parameter>" keys (CURRICULUM_PREFIX)
     "curriculum": "none",
@@ -163,6 +151,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
 }
 
 
+def default_config() -> dict[str, Any]:
+    """:data:`DEFAULT_CONFIG` with the objective's keys as registered now: a β schedule registered after
+    this module was imported brings its ``beta_<parameter>`` keys."""
+    return {**DEFAULT_CONFIG, **Objective.config_defaults()}
+
+
 def _problem(key: str, value: Any, expected: str) -> str:
     return f"{key}={value!r}: expected {expected}"
 
@@ -180,41 +174,29 @@ def _check_numbers(config: Mapping[str, Any]) -> list[str]:
     rules: list[tuple[str, Any, str]] = [
         ("lr", lambda v: _is_number(v) and v > 0, "a positive number"),
         ("weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-        ("beta", lambda v: _is_number(v) and v >= 0, "a number >= 0 (the KL weight)"),
-        ("lambda_act", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-        ("lambda_dom", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-        ("beta_warmup_epochs", lambda v: _is_number(v) and v > 0, "a positive number of epochs"),
-        ("beta_cycle_epochs", lambda v: _is_number(v) and v > 0, "a positive number of epochs"),
-        ("beta_ramp_fraction", lambda v: _is_number(v) and 0 < v <= 1, "a fraction in (0, 1]"),
-        ("beta_center_epoch", _is_number, "a finite number of epochs"),
-        ("beta_steepness", lambda v: _is_number(v) and v > 0, "a positive number per epoch"),
-        ("alpha_ramp_epochs", lambda v: _is_number(v) and v > 0, "a positive number of epochs"),
-        ("label_smoothing", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
         ("grad_clip", lambda v: v is None or (_is_number(v) and v > 0), "None or a positive number"),
         ("input_noise", lambda v: _is_number(v) and v >= 0, "a number >= 0 (std of training input noise)"),
-        ("dropout", lambda v: _is_number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
         ("batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
         ("max_epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-        ("latent_dim", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-        ("kernel_size", lambda v: _is_int(v) and v >= 2, "an integer >= 2"),
-        ("head_hidden", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-        ("decoder_channels", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
         ("seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
         ("workers_per_trial", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
         ("epochs_per_fit", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
         ("target_labelled_fraction", lambda v: _is_number(v) and 0 < v < 1, "a fraction in (0, 1)"),
-        ("hidden_dims", lambda v: isinstance(v, (list, tuple)) and len(v) > 0
-         and all(_is_int(w) and w >= 1 for w in v), "a non-empty list of positive integers"),
         ("use_gpu", lambda v: isinstance(v, bool), "True or False"),
     ]
-    return [_problem(key, config[key], expected) for key, test, expected in rules if not test(config[key])]
+    # The model's and the objective's settings by their owners' rules (tcnvae.model, tcnvae.objective).
+    architecture = {key: config[key] for key in _ARCHITECTURE_KEYS}
+    return ([_problem(key, config[key], expected) for key, test, expected in rules if not test(config[key])]
+            + architecture_problems(architecture) + Objective.config_problems(config))
+
+
+_ARCHITECTURE_KEYS = ("latent_dim", "hidden_dims", "kernel_size", "dropout", "head_hidden", "decoder_channels")
 
 
 def _check_choices(config: Mapping[str, Any]) -> list[str]:
     problems = []
     for key, allowed in (("objective", tuple(OBJECTIVES)), ("optimizer", OPTIMIZERS),
-                         ("lr_schedule", LR_SCHEDULES), ("beta_schedule", tuple(BETA_SCHEDULES)),
-                         ("mixed_precision", PRECISIONS), ("adapt", ADAPT_MODES)):
+                         ("lr_schedule", LR_SCHEDULES), ("mixed_precision", PRECISIONS), ("adapt", ADAPT_MODES)):
         if config[key] not in allowed:
             problems.append(_problem(key, config[key], f"one of {', '.join(allowed)}"))
     if config["mixed_precision"] == "fp16" and not config["use_gpu"]:
@@ -269,19 +251,19 @@ def _check_replay(config: Mapping[str, Any]) -> list[str]:
     problems = []
     for entry in schedule:
         epoch = entry.get("epoch")
-        unknown = sorted(key for key in set(entry) - {"epoch", *MUTABLE_KEYS} if not key.startswith(CURRICULUM_PREFIX))
+        unknown = sorted(key for key in set(entry) - {"epoch", *mutable_keys()} if not key.startswith(CURRICULUM_PREFIX))
         if not _is_int(epoch) or epoch < 0:
             problems.append(_problem("replay_schedule", entry, "an 'epoch' >= 0 in every entry"))
         if unknown:
             problems.append(_problem("replay_schedule", entry,
-                                     f"only 'epoch', the mutable keys ({', '.join(MUTABLE_KEYS)}) and "
+                                     f"only 'epoch', the mutable keys ({', '.join(mutable_keys())}) and "
                                      f"{CURRICULUM_PREFIX}* keys; unknown: {', '.join(unknown)}"))
     if not problems:
         for entry in schedule:
             # Each epoch's values must be a valid config on their own; curriculum parameters go with
             # the config's policy.
             problems += [f"replay_schedule epoch {entry['epoch']}: {p}" for p in
-                         _check_numbers({**DEFAULT_CONFIG, **entry}) + _check_choices({**DEFAULT_CONFIG, **entry})
+                         _check_numbers({**default_config(), **entry}) + _check_choices({**default_config(), **entry})
                          + (_check_curriculum({**config, **entry}) if curriculum_params(entry) else [])]
     return problems
 
@@ -299,7 +281,7 @@ def _plain(value: Any) -> Any:
 
 
 def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``config`` merged over :data:`DEFAULT_CONFIG`, checked; raises one ValueError listing every problem.
+    """``config`` merged over :func:`default_config`, checked; raises one ValueError listing every problem.
 
     Unknown keys are errors too: a misspelt hyperparameter would otherwise be searched with no effect.
     ``curriculum.<parameter>`` keys must be parameters of the configured curriculum. The data knobs are
@@ -307,11 +289,12 @@ def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     file comes back with its path made absolute, so Ray workers in other directories find it.
     """
     config = dict(config or {})
-    unknown = sorted(key for key in set(config) - set(DEFAULT_CONFIG) if not key.startswith(CURRICULUM_PREFIX))
+    defaults = default_config()
+    unknown = sorted(key for key in set(config) - set(defaults) if not key.startswith(CURRICULUM_PREFIX))
     if unknown:
-        raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(DEFAULT_CONFIG))} "
+        raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(defaults))} "
                          f"and the curriculum's parameters as {CURRICULUM_PREFIX}<parameter>")
-    merged = {key: _plain(value) for key, value in {**DEFAULT_CONFIG, **config}.items()}
+    merged = {key: _plain(value) for key, value in {**defaults, **config}.items()}
     curriculum_problems = _check_curriculum(merged)
     problems = (_check_numbers(merged) + _check_choices(merged) + curriculum_problems
                 + ([] if curriculum_problems else _check_replay(merged)))
@@ -354,11 +337,6 @@ def data_config(config: Mapping[str, Any]) -> DataConfig:
                                       f"{held_out!r} (or the default {DEFAULT_CONFIG['split']!r}): "
                                       f"target_domain={target!r} is held out of training"))
     return DataConfig.from_dict(values).validate()
-
-
-def beta_schedule_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The chosen β schedule's arguments, read from their flat config keys."""
-    return {argument: config[key] for key, argument in BETA_SCHEDULE_PARAMS[config["beta_schedule"]].items()}
 
 
 def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers_per_trial: int = 1) -> None:

@@ -28,25 +28,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn, optim
+from torch import nn
 
-from tcnvae.beta_schedules import make_beta_schedule
 from tcnvae.checkpoints import load_newest_intact, save_checkpoint
-from tcnvae.curriculum import CurriculumRunner, grouped_optimizer, make_curriculum
+from tcnvae.curriculum import CurriculumRunner, make_curriculum
 from tcnvae.data.loaders import WindowLoader
 from tcnvae.data.pipeline import PreparedData, prepare
-from tcnvae.model import TCNVAE
 from tcnvae.trainer import TCNVAETrainer
-from tcnvae.tuning.config import (
-    CURRICULUM_PREFIX,
-    beta_schedule_params,
-    curriculum_params,
-    data_config,
-    validate_config,
-)
+from tcnvae.tuning.build import apply_hyperparameters, build_model, build_trainer, epoch_metrics
+from tcnvae.tuning.config import CURRICULUM_PREFIX, curriculum_params, data_config, validate_config
 from tcnvae.tuning.replay import history_entry, scheduled_values
 from tcnvae.tuning.selection import LabelFreeSelection
-from tcnvae.tuning.tensorboard import STAGE_METRIC, TARGET_METRIC, TrialBoard
+from tcnvae.tuning.tensorboard import STAGE_METRIC, TrialBoard
 
 logger = logging.getLogger(__name__)
 
@@ -86,59 +79,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_model(config: Mapping[str, Any], data: PreparedData) -> TCNVAE:
-    """A TCN-VAE sized from the data: one input per channel, one output per activity and per domain."""
-    return TCNVAE(
-        input_dim=len(data.channel_names), latent_dim=config["latent_dim"], num_activities=data.num_activities,
-        num_domains=data.num_domains, hidden_dims=config["hidden_dims"], kernel_size=config["kernel_size"],
-        dropout=config["dropout"], head_hidden=config["head_hidden"], decoder_channels=config["decoder_channels"],
-    )
-
-
-def build_trainer(config: Mapping[str, Any], model: TCNVAE, device: torch.device) -> TCNVAETrainer:
-    """The trainer of ``config``, its optimizer holding one param group per named part of the model
-    (what a curriculum's per-part freezing and learning-rate multipliers act on)."""
-    trainer = TCNVAETrainer(model, device, config["lr"])
-    trainer.verbose = False
-    trainer.mixed_precision = config["mixed_precision"]
-    optimizer_class = optim.AdamW if config["optimizer"] == "adamw" else optim.Adam
-    trainer.optimizer = grouped_optimizer(trainer.model, optimizer_class, lr=config["lr"],
-                                          weight_decay=config["weight_decay"])
-    if config["lr_schedule"] == "cosine":
-        trainer.scheduler = optim.lr_scheduler.CosineAnnealingLR(trainer.optimizer, T_max=config["max_epochs"])
-    apply_hyperparameters(trainer, config)
-    return trainer
-
-
-def apply_hyperparameters(trainer: TCNVAETrainer, values: Mapping[str, Any]) -> None:
-    """Set the mutable hyperparameters on a live trainer (at start, after a PBT clone, per replay epoch).
-
-    A new learning rate keeps the scheduler's progress: under cosine annealing the current rate is
-    rescaled by new/old base rate, so the curve continues at the new height instead of restarting.
-    Each param group keeps its curriculum learning-rate multiplier (saved in the optimizer's state,
-    so it survives a restore): its rate is ``lr`` × multiplier × the scheduler's progress.
-    """
-    trainer.beta = values["beta"]
-    trainer.lambda_act = values["lambda_act"]
-    trainer.lambda_dom = values["lambda_dom"]
-    trainer.beta_schedule = make_beta_schedule(values["beta_schedule"], **beta_schedule_params(values))
-    trainer.alpha_ramp_epochs = values["alpha_ramp_epochs"]
-    trainer.label_smoothing = values["label_smoothing"]
-    trainer.grad_clip = values["grad_clip"]
-    trainer.input_noise = values["input_noise"]
-    scheduler = trainer.scheduler
-    base_rates = getattr(scheduler, "base_lrs", None)
-    for index, group in enumerate(trainer.optimizer.param_groups):
-        base = values["lr"] * group.get("lr_multiplier", 1.0)
-        progress = group["lr"] / base_rates[index] if base_rates and base_rates[index] > 0 else 1.0
-        group["lr"] = base * progress
-        group["initial_lr"] = base
-        group["weight_decay"] = values["weight_decay"]
-    if base_rates is not None:
-        scheduler.base_lrs = [values["lr"] * group.get("lr_multiplier", 1.0)
-                              for group in trainer.optimizer.param_groups]
 
 
 class RankShard:
@@ -209,39 +149,6 @@ def unlabelled_target_metrics(trainer: TCNVAETrainer, test_loader: WindowLoader)
     trainer.validate(test_loader)
     return {f"{ANALYSIS_PREFIX}target_accuracy": trainer.last_val_metrics["accuracy"],
             f"{ANALYSIS_PREFIX}target_macro_f1": trainer.last_val_metrics["macro_f1"]}
-
-
-def epoch_metrics(trainer: TCNVAETrainer, target_accuracy: float | None) -> dict[str, float]:
-    """The flat metrics of the epoch just run; the keys are also the TensorBoard tags."""
-    train, val = trainer.last_train_metrics, trainer.last_val_metrics
-    metrics = {
-        "epoch": trainer.epoch,
-        "loss/total": train["total"], "loss/recon": train["recon"], "loss/kl": train["kl"],
-        "loss/activity": train["activity"], "loss/domain": train["domain"],
-        "schedule/beta": train["beta"], "schedule/alpha": train["alpha"], "schedule/lr": train["lr"],
-        "train/domain_accuracy": train["domain_accuracy"],
-        "train/unlabelled": train["unlabelled"], "train/nonfinite_input_batches": train["nonfinite_input_batches"],
-        "val/loss": val["loss"], "val/accuracy": val["accuracy"], "val/macro_f1": val["macro_f1"],
-        "val/worst_domain_accuracy": val["worst_domain_accuracy"],
-        "val/domain_classifier_accuracy": val["domain_classifier_accuracy"],
-    }
-    metrics.update({f"val/domain/{name}": value for name, value in val["per_domain_accuracy"].items()})
-    if target_accuracy is not None:
-        metrics[TARGET_METRIC] = target_accuracy
-    return {key: float(value) for key, value in metrics.items()}
-
-
-def _train_epoch(trainer: TCNVAETrainer, loader: Any, epoch: int, parallel: nn.Module | None) -> None:
-    """One training epoch, through the DDP wrapper when there is one (it syncs the gradients)."""
-    if parallel is None:
-        trainer.train_epoch(loader, epoch)
-        return
-    bare = trainer.model
-    trainer.model = parallel
-    try:
-        trainer.train_epoch(loader, epoch)
-    finally:
-        trainer.model = bare
 
 
 def save_trial_checkpoint(directory: Path, trainer: TCNVAETrainer, state: TrialState,
@@ -323,7 +230,9 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
     seed_everything(config["seed"])
     data = prepare(data_config(config))
     model = build_model(config, data)
-    trainer = build_trainer(config, model, worker.device)
+    # Wrapped for data parallelism while every parameter still trains (no stage applied yet), so DDP
+    # syncs all of them once they are unfrozen.
+    trainer = build_trainer(config, model, worker.device, worker.parallelize)
     # Page-locked batches on a GPU, so the trainer's non_blocking copies overlap with compute.
     pin_memory = worker.device.type == "cuda"
     base_loader = data.train_loader(pin_memory=pin_memory)
@@ -338,9 +247,6 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
         runner.load_state_dict(state.curriculum)
         logger.info("restored from %s at epoch %d", restore_dir, trainer.epoch)
     trainer.metadata = {"data": data.metadata(), "config": dict(config)}  # saved with every checkpoint
-    # Wrapped while every parameter still trains (no stage applied yet), so DDP syncs all of them
-    # once they are unfrozen.
-    parallel = worker.parallelize(trainer.model) if worker.parallelize is not None else None
     _check_batches_per_worker(base_loader, worker.world_size)
     train_loader: Any = RankShard(base_loader, worker.rank, worker.world_size) if worker.world_size > 1 else base_loader
     val_loader = data.val_loader(pin_memory=pin_memory)
@@ -370,7 +276,7 @@ def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | P
             previous_stage = (runner.last_metrics or {}).get(STAGE_METRIC)
             stage = runner.before_epoch(epoch)
             _check_batches_per_worker(base_loader, worker.world_size, stage.name)
-            _train_epoch(trainer, train_loader, epoch, parallel)
+            trainer.train_epoch(train_loader, epoch)
             target_accuracy = trainer.validate(target_loader)[1] if target_loader is not None else None
             analysis = unlabelled_target_metrics(trainer, test_loader) if test_loader is not None else {}
             trainer.validate(val_loader)

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from tcnvae.checkpoints import read_json_object, write_json
-from tcnvae.tuning.config import MUTABLE_KEYS, validate_config
+from tcnvae.tuning.config import mutable_keys, validate_config
 
 REPLAY_FORMAT = "tcnvae-replay/1"
 
 
 def history_entry(epoch: int, config: Mapping[str, Any]) -> dict[str, Any]:
     """The record of one epoch: the mutable hyperparameters it ran with."""
-    return {"epoch": int(epoch), **{key: config[key] for key in MUTABLE_KEYS}}
+    return {"epoch": int(epoch), **{key: config[key] for key in mutable_keys()}}
 
 
 def scheduled_values(schedule: Sequence[Mapping[str, Any]] | None, epoch: int) -> dict[str, Any]:

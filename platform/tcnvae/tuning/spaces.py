@@ -2,7 +2,9 @@
 
 One place for the numbers, so every search (and the README) quotes the same ranges:
 lr 5e-4–5e-3 (log scale; the documentation's 1e-4–1e-3 is below what the range test suggests),
-β 0.1–1.0, λ_act 1–5, λ_dom 0.01–0.1, batch size 32/64/128, dropout 0.1–0.5.
+batch size 32/64/128, dropout 0.1–0.5, and the loss weights' ranges as the objective declares them
+(tcnvae.objective: β 0.1–1.0, λ_act 1–5, λ_dom 0.01–0.1 on a log scale); the β schedules' parameter
+ranges are the schedules' own (:func:`beta_schedule_bounds`).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from typing import Any
 from ray import tune
 from ray.tune.search.sample import Categorical
 
+from tcnvae import beta_schedules
+from tcnvae.objective import searched_weights
+
 # Raised from the original documentation's 1e-4–1e-3: with AdamW and cosine decay the range test
 # (searches/lr_range.py) suggests 2e-3 and above, and 2e-3 is what trained the best hand-set models.
 LR = (5e-4, 5e-3)
-BETA = (0.1, 1.0)
-LAMBDA_ACT = (1.0, 5.0)
-LAMBDA_DOM = (0.01, 0.1)
 BATCH_SIZES = (32, 64, 128)
 DROPOUT = (0.1, 0.5)
 MIN_STEPS_PER_EPOCH = 8
@@ -27,36 +29,36 @@ no trial learns, and the search ranks noise."""
 
 
 def loss_weight_space(lr: tuple[float, float] = LR) -> dict[str, Any]:
-    """Sampled values for random search and Optuna: lr and λ_dom on log scales (they span a decade)."""
-    return {
-        "lr": tune.loguniform(*lr),
-        "beta": tune.uniform(*BETA),
-        "lambda_act": tune.uniform(*LAMBDA_ACT),
-        "lambda_dom": tune.loguniform(*LAMBDA_DOM),
-        "batch_size": tune.choice(list(BATCH_SIZES)),
-        "dropout": tune.uniform(*DROPOUT),
-    }
+    """Sampled values for random search and Optuna: lr, and each loss weight over its declared range
+    (lr and λ_dom on log scales: they span a decade)."""
+    weights = {name: (tune.loguniform if setting.log_scale else tune.uniform)(*setting.search)
+               for name, setting in searched_weights().items()}
+    return {"lr": tune.loguniform(*lr), **weights, "batch_size": tune.choice(list(BATCH_SIZES)),
+            "dropout": tune.uniform(*DROPOUT)}
 
 
 def loss_weight_grid(lr: tuple[float, float] = LR) -> dict[str, Any]:
-    """A two-level factorial design: each range's low and high end, every combination (2⁶ = 64 trials).
+    """A two-level factorial design: each range's low and high end, every combination (2⁶ = 64 trials
+    with the three loss weights).
 
     The classic screening design: it shows which knobs matter at all, at the fewest trials a full grid
     allows; run it with ASHA so most corners are dropped after their first epochs.
     """
-    return {
-        "lr": tune.grid_search(list(lr)),
-        "beta": tune.grid_search(list(BETA)),
-        "lambda_act": tune.grid_search(list(LAMBDA_ACT)),
-        "lambda_dom": tune.grid_search(list(LAMBDA_DOM)),
-        "batch_size": tune.grid_search([BATCH_SIZES[0], BATCH_SIZES[-1]]),
-        "dropout": tune.grid_search(list(DROPOUT)),
-    }
+    weights = {name: tune.grid_search(list(setting.search)) for name, setting in searched_weights().items()}
+    return {"lr": tune.grid_search(list(lr)), **weights,
+            "batch_size": tune.grid_search([BATCH_SIZES[0], BATCH_SIZES[-1]]),
+            "dropout": tune.grid_search(list(DROPOUT))}
 
 
 def loss_weight_bounds() -> dict[str, list[float]]:
     """``[low, high]`` of the loss weights, for PBT's clamped explorations and PB2's bandit."""
-    return {"beta": list(BETA), "lambda_act": list(LAMBDA_ACT), "lambda_dom": list(LAMBDA_DOM)}
+    return {name: list(setting.search) for name, setting in searched_weights().items()}
+
+
+def beta_schedule_bounds(name: str) -> dict[str, list[float]]:
+    """``[low, high]`` of β schedule ``name``'s searched parameters, by config key, as the schedule
+    declares them (:meth:`tcnvae.beta_schedules.BetaSchedule.search_bounds`)."""
+    return beta_schedules.search_bounds(name)
 
 
 # Unsupervised adaptation (adapt="unlabelled"): the domain head is what adapts, so its weight reaches

@@ -1,0 +1,240 @@
+"""The training objective as one object: ``total = recon + β·s(t)·KL + λ_act·activity + λ_dom·domain``.
+
+:class:`Objective` owns everything that shapes the loss: the weights (β, λ_act, λ_dom), the β schedule
+``s`` and its parameters, the gradient-reversal ramp α, label smoothing and the curricula's per-term
+multipliers. Its :meth:`~Objective.window_terms` and :meth:`~Objective.total` are the one loss formula:
+the trainer's batch loss and the self-paced curriculum's per-window difficulty both come from them.
+
+Each setting is declared once, as a field with its :class:`Setting` (meaning, range check, the trial
+config's default, search range), and the flat trial config derives from the declarations: its keys
+and defaults (:meth:`Objective.config_defaults`), its range checks (:meth:`Objective.config_problems`),
+what PBT may mutate, and the loss-weight search ranges (:func:`searched_weights`). Adding a loss weight
+is a field here (and its term in :meth:`Objective.window_terms` when the term is new); adding a β
+schedule is a class in :mod:`tcnvae.beta_schedules`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import Field, dataclass, field, fields, replace
+from numbers import Real
+from typing import Any, TypeVar
+
+import torch
+from torch import nn
+
+from tcnvae import beta_schedules
+from tcnvae.beta_schedules import BetaSchedule, Constant
+
+UNLABELLED = -1
+"""Activity label of a window without one: it trains reconstruction, KL and the domain head, never
+the activity head, and is left out of accuracy and F1. As a domain label, a window of unknown domain."""
+
+RECON = "recon"
+"""The reconstruction term: the one without a weight of its own, the others are weighed against it."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """How one setting of the objective appears in a flat trial config."""
+
+    meaning: str
+    tuned: Any  # its default in the trial config (tcnvae.tuning.config): the searches' starting point
+    check: Callable[[Any], bool]
+    expected: str
+    term: str | None = None  # for a loss weight: the loss term it multiplies
+    search: tuple[float, float] | None = None  # for a loss weight: the range a loss-weight search samples
+    log_scale: bool = False  # sample the search range on a log scale (it spans a decade or more)
+
+
+def _setting(default: float, **declaration: Any) -> Any:
+    return field(default=default, metadata={"setting": Setting(**declaration)})
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _weight(value: Any) -> bool:
+    # A negative weight turns a minimised term into a maximised one and the loss runs off to -∞.
+    return _number(value) and value >= 0
+
+
+_WEIGHT = "a finite number >= 0"
+
+
+def adversarial_alpha(batch_idx: int, epoch: int, num_batches: int, ramp_epochs: float = 10.0) -> float:
+    """Gradient-reversal strength: ``p = (batch_idx + epoch·N) / (ramp_epochs·N)``, ``α = 2/(1+e^(-10p)) - 1``.
+
+    α starts at 0 so the encoder first learns activity features, then rises to 1 over ``ramp_epochs``.
+    """
+    p = (batch_idx + epoch * num_batches) / (ramp_epochs * num_batches)
+    return 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0
+
+
+def reconstruction(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Each window's mean squared reconstruction error, shape (batch,)."""
+    return ((recon - target) ** 2).flatten(1).mean(dim=1)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """Each window's KL(q(z|x) ‖ N(0, I)), summed over latent dimensions, shape (batch,)."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+
+
+Values = TypeVar("Values")  # a tensor (the trainer's batch loss) or an array (a per-window score)
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The loss of a TCN-VAE run. Immutable: change a setting with :func:`dataclasses.replace` (which
+    checks it again) or :meth:`configured`. The defaults are the original training module's."""
+
+    beta: float = _setting(1.0, meaning="the KL weight β", tuned=0.1, check=_weight, expected=_WEIGHT,
+                           term="kl", search=(0.1, 1.0))
+    lambda_act: float = _setting(1.0, meaning="the activity-loss weight λ_act", tuned=2.5, check=_weight,
+                                 expected=_WEIGHT, term="activity", search=(1.0, 5.0))
+    lambda_dom: float = _setting(0.1, meaning="the domain-loss weight λ_dom", tuned=0.1, check=_weight,
+                                 expected=_WEIGHT, term="domain", search=(0.01, 0.1), log_scale=True)
+    # The shape of β over training (tcnvae.beta_schedules): config keys beta_schedule and beta_<parameter>.
+    beta_schedule: BetaSchedule = field(default_factory=Constant)
+    alpha_ramp_epochs: float = _setting(10.0, meaning="epochs until the reversed gradient reaches full strength",
+                                        tuned=10.0, check=lambda v: _number(v) and v > 0,
+                                        expected="a positive number of epochs")
+    label_smoothing: float = _setting(0.0, meaning="the activity targets' label smoothing", tuned=0.1,
+                                      check=lambda v: _number(v) and 0 <= v < 1, expected="a fraction in [0, 1)")
+    # Extra weight of each term on top of β and the λs, set by curricula per epoch (e.g. the adversarial
+    # term at 0 while one domain is in the batches); validation leaves them out, so the validation loss
+    # stays the configured objective and compares across stages. Not a config key.
+    loss_multipliers: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, setting in settings():
+            value = getattr(self, name)
+            if not setting.check(value):
+                raise ValueError(f"{name} = {value!r}: expected {setting.expected} ({setting.meaning})")
+            object.__setattr__(self, name, float(value))
+        if not isinstance(self.beta_schedule, BetaSchedule):
+            raise ValueError(f"beta_schedule = {self.beta_schedule!r}: expected a tcnvae.beta_schedules.BetaSchedule")
+        unknown = sorted(set(self.loss_multipliers) - set(LOSS_TERMS))
+        if unknown:
+            raise ValueError(f"loss_multipliers names unknown loss terms {unknown}; the terms are {', '.join(LOSS_TERMS)}")
+        multipliers = {term: self.loss_multipliers.get(term, 1.0) for term in LOSS_TERMS}
+        bad = {term: value for term, value in multipliers.items() if not _weight(value)}
+        if bad:
+            raise ValueError(f"loss_multipliers {bad}: expected {_WEIGHT} for each term")
+        object.__setattr__(self, "loss_multipliers", {term: float(value) for term, value in multipliers.items()})
+
+    # -- the flat trial config ---------------------------------------------------------------------
+    @staticmethod
+    def config_defaults() -> dict[str, Any]:
+        """The objective's keys of a flat trial config, with their defaults, in declaration order
+        (the β schedule's as ``beta_schedule`` and one ``beta_<parameter>`` per registered parameter)."""
+        defaults: dict[str, Any] = {}
+        for item in fields(Objective):
+            setting = _declared(item)
+            if item.name == "beta_schedule":
+                defaults["beta_schedule"] = Constant.name
+                defaults.update(beta_schedules.config_defaults())
+            elif setting is not None:
+                defaults[item.name] = setting.tuned
+        return defaults
+
+    @staticmethod
+    def config_problems(config: Mapping[str, Any]) -> list[str]:
+        """``key=value: expected ...`` for each of the objective's config keys that is out of range."""
+        problems = [f"{name}={config[name]!r}: expected {setting.expected} ({setting.meaning})"
+                    for name, setting in settings() if not setting.check(config[name])]
+        return problems + beta_schedules.config_problems(config)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], loss_multipliers: Mapping[str, float] | None = None) -> Objective:
+        """The objective a (checked) flat trial config describes."""
+        return cls(**{name: config[name] for name, _ in settings()}, beta_schedule=beta_schedules.from_config(config),
+                   loss_multipliers=dict(loss_multipliers or {}))
+
+    def configured(self, config: Mapping[str, Any]) -> Objective:
+        """This objective with the settings of ``config`` (a PBT mutation, a replayed epoch); the
+        curriculum's loss multipliers stay."""
+        return Objective.from_config(config, self.loss_multipliers)
+
+    def state(self) -> dict[str, Any]:
+        """The settings as plain data, for checkpoints (the multipliers are the curriculum's to restore)."""
+        return {"loss_weights": {name: getattr(self, name) for name, _ in settings()},
+                "beta_schedule": self.beta_schedule.to_config()}
+
+    def restored(self, state: Mapping[str, Any]) -> Objective:
+        """This objective with the settings of :meth:`state`; a checkpoint from before a setting was
+        saved keeps this objective's value of it."""
+        schedule = dict(state["beta_schedule"])
+        return replace(self, **state["loss_weights"],
+                       beta_schedule=beta_schedules.make_beta_schedule(schedule.pop("name"), **schedule))
+
+    # -- the loss ----------------------------------------------------------------------------------
+    def beta_at(self, progress: float) -> float:
+        """β as applied ``progress`` epochs into training: ``beta × beta_schedule(progress)``."""
+        return self.beta * self.beta_schedule(progress)
+
+    def alpha_at(self, batch_idx: int, epoch: int, num_batches: int) -> float:
+        """The gradient-reversal strength at a batch (:func:`adversarial_alpha` over ``alpha_ramp_epochs``)."""
+        return adversarial_alpha(batch_idx, epoch, num_batches, self.alpha_ramp_epochs)
+
+    def window_terms(self, outputs: tuple[torch.Tensor, ...], target: torch.Tensor, activity_labels: torch.Tensor,
+                     domain_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each window's value of each loss term, shape (batch,), from the model's outputs
+        ``(recon, mu, logvar, activity_logits, domain_logits)``. Windows without an activity label
+        (or of unknown domain) have 0 for that term; :meth:`batch_terms` leaves them out of its mean."""
+        recon, mu, logvar, activity_logits, domain_logits = outputs
+        return {
+            RECON: reconstruction(recon, target),
+            "kl": kl_divergence(mu, logvar),
+            "activity": nn.functional.cross_entropy(activity_logits, activity_labels, ignore_index=UNLABELLED,
+                                                    label_smoothing=self.label_smoothing, reduction="none"),
+            "domain": nn.functional.cross_entropy(domain_logits, domain_labels, ignore_index=UNLABELLED,
+                                                  reduction="none"),
+        }
+
+    @staticmethod
+    def batch_terms(window_terms: Mapping[str, torch.Tensor], activity_labels: torch.Tensor,
+                    domain_labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each term averaged over the windows it applies to: the activity term over labelled windows,
+        the domain term over windows of known domain, the others over all. A term with no window to
+        average is a zero that keeps the graph (a mean over nothing would be NaN)."""
+        counted = {"activity": activity_labels >= 0, "domain": domain_labels >= 0}
+        means = {}
+        for term, values in window_terms.items():
+            mask = counted.get(term)
+            means[term] = values.mean() if mask is None else (values * mask).sum() / mask.sum().clamp(min=1)
+        return means
+
+    def total(self, terms: Mapping[str, Values], applied_beta: float,
+              multipliers: Mapping[str, float] | None = None) -> Values:
+        """``Σ multiplier · weight · term`` over the terms given: the one loss formula.
+
+        The weights are 1 for reconstruction, ``applied_beta`` (β × schedule at this point of training)
+        for KL and each λ for its term; ``multipliers`` (absent: all 1) are the curriculum's. Works on
+        batch means (the trainer's loss) and per-window arrays (the self-paced difficulty) alike.
+        """
+        weights = {RECON: 1.0, **{setting.term: getattr(self, name) for name, setting in settings() if setting.term}}
+        weights["kl"] = applied_beta
+        multipliers = multipliers or {}
+        return sum(multipliers.get(term, 1.0) * weights[term] * value for term, value in terms.items())
+
+
+def _declared(item: Field) -> Setting | None:
+    return item.metadata.get("setting")
+
+
+def settings() -> list[tuple[str, Setting]]:
+    """The objective's declared numeric settings, ``(name, Setting)`` in declaration order."""
+    return [(item.name, _declared(item)) for item in fields(Objective) if _declared(item) is not None]
+
+
+def searched_weights() -> dict[str, Setting]:
+    """The loss weights with a search range, by config key."""
+    return {name: setting for name, setting in settings() if setting.search is not None}
+
+
+LOSS_TERMS: tuple[str, ...] = (RECON, *(setting.term for _, setting in settings() if setting.term))
+"""The terms of the loss, in the order the formula adds them: what curricula's multipliers name."""
