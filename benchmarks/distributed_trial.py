@@ -4,8 +4,8 @@ as one Tune trial of one worker, same config and seed, one after the other.
     python benchmarks/distributed_trial.py [--epochs 5] [--data synthetic|uci_har]
 
 A multi-worker trial should start its worker group once, however many epochs it runs: the count comes
-from the trial's ``worker_starts.jsonl`` (one line per worker start-up; a group start is a rank-0
-line). Seconds per epoch are the trial's wall time inside Tune (``time_total_s``: data preparation,
+from the start-up records its workers leave in the trial folder (``worker_starts/``; a group start is
+a rank-0 record). Seconds per epoch are the trial's wall time inside Tune (``time_total_s``: data preparation,
 the worker group's start, training, checkpoints, TensorBoard) over its epochs, so they include what a
 start costs; the median epoch is printed too. Each worker of the two-worker trial gets one CPU, the
 one-worker trial one CPU, and ``batch_size`` is per worker, so the two-worker trial trains on twice the
@@ -18,7 +18,6 @@ windows per step and takes half the steps. ``--data uci_har`` reads the real UCI
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -30,7 +29,7 @@ import ray
 from ray import tune
 
 from tcnvae.tuning import make_trainable, tune_logger_callbacks, validate_config
-from tcnvae.tuning.distributed import WORKER_STARTS_FILE
+from tcnvae.tuning.distributed import worker_group_starts
 
 SHARED_DATA = Path(os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
@@ -46,10 +45,8 @@ def tune_trial(config: dict, workers: int, storage: str) -> tuple[float, float, 
     result = tuner.fit()[0]
     if result.error is not None:
         raise RuntimeError(f"the {workers}-worker trial failed: {result.error}")
-    starts = Path(result.path) / WORKER_STARTS_FILE
-    group_starts = sum(json.loads(line)["rank"] == 0 for line in starts.read_text().splitlines()) \
-        if starts.is_file() else 0
-    return result.metrics["time_total_s"], statistics.median(result.metrics_dataframe["time_this_iter_s"]), group_starts
+    return (result.metrics["time_total_s"], statistics.median(result.metrics_dataframe["time_this_iter_s"]),
+            len(worker_group_starts(result.path)))
 
 
 def main(argv: list[str] | None = None) -> tuple[float, float, int]:

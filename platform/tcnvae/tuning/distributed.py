@@ -19,8 +19,8 @@ The run may be up to about three epochs ahead of Tune's decisions (each hand-ove
 worker's report, the controller's callback, the queue), and it is only when epochs take less time
 than Tune takes to decide: with epochs of seconds, the run is ahead by the epoch it is computing.
 
-Every worker appends a line to :data:`WORKER_STARTS_FILE` in the trial folder when it starts, which is
-how a test or a benchmark counts worker-group starts. Multi-worker trials pass checkpoints and
+Every worker records its start-up in the trial folder (:data:`WORKER_STARTS_DIR`), which is how a
+test or a benchmark counts worker-group starts (:func:`worker_group_starts`). Multi-worker trials pass checkpoints and
 TensorBoard files through the trial directory, so all workers must see it: one machine, or a cluster
 whose Tune storage is a shared file system.
 """
@@ -50,6 +50,7 @@ from ray.train.v2.api.callback import UserCallback
 from ray.util.queue import Empty, Queue
 from torch import nn
 
+from tcnvae.checkpoints import write_json
 from tcnvae.tuning.config import validate_config
 from tcnvae.tuning.loop import Worker, run_trial
 
@@ -60,8 +61,10 @@ from tcnvae.tuning.loop import Worker, run_trial
 # leave a 2-worker, 2-CPU trial on a 2-CPU machine waiting forever for its second worker.
 DRIVER_CPUS = 0.01
 
-WORKER_STARTS_FILE = "worker_starts.jsonl"
-"""In the trial folder: one JSON line per Train worker start-up (rank, world size, pid, host, time)."""
+WORKER_STARTS_DIR = "worker_starts"
+"""In the trial folder: one JSON file per Train worker start-up (rank, world size, pid, host, time). One
+file each, uniquely named, so the starts add up across every process a trial ran in: Tune copies the
+folder of a trial in a reused process into the trial's folder, file by file."""
 
 _POLL_SECONDS = 1.0  # how long the Tune function waits for the next epoch before checking on the run
 _ABORT_SECONDS = 60.0  # how long ending a trial waits for its aborted Train run to end
@@ -162,12 +165,16 @@ def _ddp_wrapper(curriculum: str) -> Callable[[nn.Module], nn.Module]:
 
 
 def _record_start(log_dir: Path, rank: int, world_size: int) -> None:
-    """Append this worker's start-up to the trial's :data:`WORKER_STARTS_FILE` (one short line in append
-    mode, which the file system writes whole, so ranks starting together do not interleave)."""
-    line = json.dumps({"rank": rank, "world_size": world_size, "pid": os.getpid(), "host": socket.gethostname(),
-                       "time": time.time()})
-    with open(log_dir / WORKER_STARTS_FILE, "a") as starts:
-        starts.write(line + "\n")
+    """Record this worker's start-up in the trial's :data:`WORKER_STARTS_DIR`."""
+    start = {"rank": rank, "world_size": world_size, "pid": os.getpid(), "host": socket.gethostname(),
+             "time": time.time()}
+    write_json(start, log_dir / WORKER_STARTS_DIR / f"{time.time_ns()}-rank{rank}-pid{os.getpid()}.json")
+
+
+def worker_group_starts(trial_dir: str | Path) -> list[dict[str, Any]]:
+    """The start-ups of a multi-worker trial's worker group, in order: its rank-0 start records."""
+    records = [json.loads(path.read_text()) for path in Path(trial_dir, WORKER_STARTS_DIR).glob("*-rank0-*.json")]
+    return sorted(records, key=lambda record: record["time"])
 
 
 def _train_worker(payload: dict[str, Any]) -> None:
