@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> tuple[float, float, int]:
     print(f"Ray start-up: {time.perf_counter() - started:.1f}s (not counted)")
     with tempfile.TemporaryDirectory() as storage:
         seconds, epoch, starts = tune_trial(config, 2, storage)
-        print(f"2-worker trial: {args.epochs} epochs in {seconds:.1f}s inside the trainable, median epoch {epoch:.2f}s, "
-              f"{starts} worker-group start(s)")
+        print(f"2-worker trial: {args.epochs} epochs in {seconds:.1f}s inside the trainable, median epoch "
+              f"{epoch:.2f}s, {starts} worker-group start(s)")
         one_seconds, one_epoch, _ = tune_trial(config, 1, storage)
         print(f"1-worker trial: {args.epochs} epochs in {one_seconds:.1f}s inside the trainable, median epoch "
               f"{one_epoch:.2f}s")

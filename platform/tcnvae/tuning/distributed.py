@@ -15,14 +15,14 @@ produces, a result and a checkpoint per epoch, as they happen:
   starts again at most once per perturbation interval, and only when it is exploited.
 - A crashed trial (``FailureConfig``) restarts from its last Tune checkpoint.
 
-The run may be up to about three epochs ahead of Tune's decisions (each hand-over holds one: the
-worker's report, the controller's callback, the queue), and it is only when epochs take less time
-than Tune takes to decide: with epochs of seconds, the run is ahead by the epoch it is computing.
+The run can get up to about three epochs ahead of Tune's decisions (each hand-over holds one: the
+worker's report, the controller's callback, the queue), but only when its epochs are shorter than
+Tune's handling of a result; with epochs of seconds it is ahead by the epoch it is computing.
 
 Every worker records its start-up in the trial folder (:data:`WORKER_STARTS_DIR`), which is how a
-test or a benchmark counts worker-group starts (:func:`worker_group_starts`). Multi-worker trials pass checkpoints and
-TensorBoard files through the trial directory, so all workers must see it: one machine, or a cluster
-whose Tune storage is a shared file system.
+test or a benchmark counts worker-group starts (:func:`worker_group_starts`). Multi-worker trials
+pass checkpoints and TensorBoard files through the trial directory, so all workers must see it: one
+machine, or a cluster whose Tune storage is a shared file system.
 """
 
 from __future__ import annotations
