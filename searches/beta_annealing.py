@@ -30,7 +30,7 @@ from ray.tune.schedulers.pb2 import PB2
 
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import cli, schedulers, search, spaces
-from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES, validate_config
+from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
 from tcnvae.tuning.loop import CHECKPOINT_FILE, run_trial
 from tcnvae.tuning.replay import load_replay, write_replay
 from tcnvae.tuning.results import summarise_search
@@ -92,14 +92,10 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
         return replay(args)
 
     # Everything is checked before Ray starts.
-    # A multi-worker trial reports once per Ray Train fit: one fit per perturbation interval.
     if not 0 < args.quantile_fraction <= 0.5:
         raise ValueError(f"--quantile-fraction {args.quantile_fraction}: expected a fraction in (0, 0.5]")
-    config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule,
-                                    "epochs_per_fit": args.perturbation_interval})
+    config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule})
     interval = schedulers.perturbation_interval(args.perturbation_interval, config["max_epochs"])
-    if config["epochs_per_fit"] == args.perturbation_interval:  # not set apart by --set/--config
-        config = validate_config({**config, "epochs_per_fit": interval})
     config, data = cli.prepare_data(config)
     bounds = {**spaces.loss_weight_bounds(), **SCHEDULE_BOUNDS[args.beta_schedule]}
     if config["adapt"] == "unlabelled":

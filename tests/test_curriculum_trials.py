@@ -182,7 +182,7 @@ def test_a_two_worker_trial_freezes_and_unfreezes_under_ddp(ray_cluster, tmp_pat
     waiting for gradients, and the unfrozen encoder must train after."""
     result = tune_run(make_trainable(cpus_per_trial=1, workers_per_trial=2),
                       {"curriculum": "freeze_then_finetune", "curriculum.freeze_epochs": 1,
-                       "curriculum.unfreeze": "all", "max_epochs": 2, "epochs_per_fit": 2}, tmp_path, "ddp")
+                       "curriculum.unfreeze": "all", "max_epochs": 2}, tmp_path, "ddp")
     assert result.error is None
     assert result.metrics_dataframe["curriculum/trainable_fraction"].tolist()[-1] == 1.0
     assert result.metrics_dataframe["curriculum/trainable_fraction"].tolist()[0] < 1.0

@@ -17,7 +17,6 @@ from tcnvae.tuning import (
     MUTABLE_KEYS,
     check_resources,
     load_replay,
-    make_trainable,
     run_trial,
     train_trial,
     tune_logger_callbacks,
@@ -223,18 +222,3 @@ def test_crashed_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path):
         assert load_checkpoint(Path(directory) / CHECKPOINT_FILE)["trainer"]["epoch"] == 3
     assert list(Path(result.path).glob("events.out.tfevents.*")), "the trial wrote TensorBoard events"
 
-
-@pytest.mark.ray
-def test_two_worker_trial_reports_what_a_one_worker_trial_does(ray_cluster, tmp_path):
-    """Two DDP workers over two fits (the second restores the first's checkpoint); the one-worker
-    trial's keys are LOOP_METRICS, as the crash test shows through Tune."""
-    result = tune_run(make_trainable(cpus_per_trial=1, workers_per_trial=2),
-                      {"max_epochs": 2, "epochs_per_fit": 1}, tmp_path, "two_workers")
-    assert result.error is None
-    assert {key for key in result.metrics if "/" in key or key == "epoch"} == LOOP_METRICS
-    assert result.metrics_dataframe["epoch"].tolist() == [1.0, 2.0]
-    with result.checkpoint.as_directory() as directory:
-        payload = load_checkpoint(Path(directory) / CHECKPOINT_FILE)
-    assert payload["trainer"]["epoch"] == 2 and payload["config"]["workers_per_trial"] == 2
-    assert not any(key.startswith("module.") for key in payload["trainer"]["model_state"]), "saved unwrapped"
-    assert list(Path(result.path).glob("events.out.tfevents.*")), "rank 0 wrote TensorBoard events"

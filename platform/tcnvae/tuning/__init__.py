@@ -15,10 +15,11 @@ from tcnvae.tuning.config import (
     data_config,
     validate_config,
 )
+from tcnvae.tuning.distributed import distributed_trial
 from tcnvae.tuning.loop import CHECKPOINT_FILE, TrialState, Worker, run_trial
 from tcnvae.tuning.replay import load_replay, write_replay
 from tcnvae.tuning.tensorboard import tune_logger_callbacks
-from tcnvae.tuning.trainable import distributed_trial, make_trainable, train_trial
+from tcnvae.tuning.trainable import make_trainable, train_trial
 
 __all__ = [
     "CHECKPOINT_FILE",
