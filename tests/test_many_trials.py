@@ -1,0 +1,62 @@
+"""The soak benchmark (benchmarks/many_trials.py) at a dozen trials on the suite's Ray cluster: every trial
+in the leaderboard once, nothing left running, and its leak detector sees an actor that is left running."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import ray
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "many_trials.py"
+
+
+@pytest.fixture(scope="module")
+def many_trials():
+    spec = importlib.util.spec_from_file_location("benchmarks_many_trials", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.ray
+def test_a_dozen_trials_each_in_the_leaderboard_once_and_nothing_left_behind(ray_cluster, many_trials, tmp_path):
+    found = many_trials.main(["--num-samples", "12", "--max-concurrent", "2", "--storage-path", str(tmp_path),
+                              "--name", "soak"])
+    assert found.trials == 12
+    assert found.duplicates == [] and found.missing == []
+    assert found.leaked_placement_groups == 0
+    assert found.leaked_processes == 0
+    assert found.idle_workers <= ray.cluster_resources()["CPU"]
+    assert found.in_trial_seconds > 0 and math.isfinite(found.per_trial_overhead)
+    assert found.driver_rss_mb_start > 0 and found.driver_rss_mb_end > 0
+    folders = sorted(path.name for path in (tmp_path / "soak").iterdir() if path.is_dir() and path.name[0].isdigit())
+    assert sorted(many_trials.leaderboard_trials(tmp_path / "soak")) == folders and len(folders) == 12
+
+
+@pytest.mark.ray
+def test_the_leak_checks_see_an_actor_and_its_placement_group_left_running(ray_cluster, many_trials):
+    workers, groups = many_trials.ray_workers(), many_trials.live_placement_groups()
+
+    @ray.remote(num_cpus=0)
+    class Straggler:
+        def ping(self) -> int:
+            return 1
+
+    group = ray.util.placement_group([{"CPU": 0.01}])
+    ray.get(group.ready())
+    straggler = Straggler.remote()
+    try:
+        ray.get(straggler.ping.remote())
+        assert any("Straggler" in title for title in many_trials.busy_workers(workers).values())
+        assert many_trials.live_placement_groups() - groups == {group.id.hex()}
+    finally:
+        ray.kill(straggler)
+        ray.util.remove_placement_group(group)
+    many_trials.settle(lambda: many_trials.busy_workers(workers) or many_trials.live_placement_groups() - groups, 30)
+    assert many_trials.busy_workers(workers) == {}
+    assert many_trials.live_placement_groups() == groups
