@@ -10,6 +10,10 @@ from pathlib import Path
 
 import pytest
 import ray
+from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
+
+from tcnvae.tuning import cli, validate_config
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "many_trials.py"
 
@@ -60,3 +64,13 @@ def test_the_leak_checks_see_an_actor_and_its_placement_group_left_running(ray_c
     many_trials.settle(lambda: many_trials.busy_workers(workers) or many_trials.live_placement_groups() - groups, 30)
     assert many_trials.busy_workers(workers) == {}
     assert many_trials.live_placement_groups() == groups
+
+
+def test_max_concurrent_limits_a_random_search_too(tmp_path):
+    """Tune applies max_concurrent_trials to a Searcher only; a random search's generator gets the limit itself."""
+    args = cli.search_parser("test").parse_args(["--max-concurrent", "1", "--storage-path", str(tmp_path)])
+    config = validate_config({})
+    searcher = BasicVariantGenerator(random_state=0)
+    cli.new_tuner(args, tmp_path / "random", config, {**config, "lr": tune.loguniform(1e-3, 1e-2)},
+                  num_samples=4, checkpoint_config=tune.CheckpointConfig(), search_alg=searcher)
+    assert searcher.max_concurrent == 1

@@ -39,6 +39,7 @@ from typing import Any
 
 import ray
 from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.sample import Categorical, Float, Integer
 
 from tcnvae.checkpoints import check_writable_folder, read_json_object
@@ -487,11 +488,16 @@ def new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, A
     """
     searched = searched or {key: value for key, value in param_space.items() if is_search_domain(value)}
     write_search_start(experiment, searched, config)
+    max_concurrent = args.max_concurrent
+    if isinstance(search_alg, BasicVariantGenerator) and max_concurrent is not None:
+        # Tune limits only a Searcher by max_concurrent_trials; a random or grid search's generator would
+        # run as many trials as fit, with a warning, so it gets the limit itself.
+        search_alg.max_concurrent, max_concurrent = max_concurrent, None
     return tune.Tuner(
         make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"]),
         param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, scheduler=scheduler, num_samples=num_samples,
-                                    max_concurrent_trials=args.max_concurrent, reuse_actors=True,
+                                    max_concurrent_trials=max_concurrent, reuse_actors=True,
                                     trial_name_creator=trial_dirname, trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(name=experiment.name, storage_path=tune_storage(args, experiment),
                                   callbacks=[*tune_logger_callbacks(),
