@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import pickle
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import ray
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from tcnvae.tuning import cli, validate_config
+from tcnvae.tuning import cli, provenance, validate_config
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "many_trials.py"
 
@@ -74,3 +75,22 @@ def test_max_concurrent_limits_a_random_search_too(tmp_path):
     cli.new_tuner(args, tmp_path / "random", config, {**config, "lr": tune.loguniform(1e-3, 1e-2)},
                   num_samples=4, checkpoint_config=tune.CheckpointConfig(), search_alg=searcher)
     assert searcher.max_concurrent == 1
+
+
+def test_the_digest_recorder_checks_known_files_every_step_and_lists_for_new_ones_now_and_then(tmp_path, monkeypatch):
+    """Listing the experiment folder at each of Tune's steps took a fifth of a 300-trial search's driver time:
+    a changed state file is still recorded at the next step, a new one at the next listing."""
+    monkeypatch.setenv(provenance.STATE_ENV, str(tmp_path / "state"))
+    folder = tmp_path / "experiment"
+    (folder / "000_trial").mkdir(parents=True)
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
+    recorder = provenance.DigestRecorder(str(folder))
+    recorder.on_step_end(iteration=1, trials=[])  # the first step lists
+    (folder / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 2}))
+    (folder / "000_trial" / "error.pkl").write_bytes(pickle.dumps("boom"))
+    recorder.on_step_end(iteration=2, trials=[])
+    with pytest.raises(ValueError, match=r"000_trial/error.pkl cannot be verified"):  # tuner.pkl is not named
+        provenance.verify_experiment(str(folder))
+    monkeypatch.setattr(provenance, "LISTING_SECONDS", 0.0)
+    recorder.on_step_end(iteration=3, trials=[])
+    provenance.verify_experiment(str(folder))
