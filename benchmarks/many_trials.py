@@ -14,6 +14,7 @@ trainable of make_trainable; summarise_search's leaderboard), checking what brea
   for 1-second trials; ``overhead_ratio`` is that comparison (wall time / minimal time).
 
     python benchmarks/many_trials.py [--num-samples 300] [--max-concurrent 2] [--search random|optuna]
+                                     [--checkpoints-kept 2]
 
 Any flag of a search works (``--set`` changes the data or the model: a longer trial, e.g.
 ``--set 'source_options={"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 60}}'``).
@@ -181,8 +182,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--search", choices=["random", "optuna"], default="random",
                         help="random: independent draws, no searcher state to speak of; optuna: TPE, as the "
                              "recipes search, whose cost grows with the trials it has seen (default: random)")
+    parser.add_argument("--checkpoints-kept", type=int, default=2,
+                        help="checkpoints Tune keeps per trial, best by the metric, as the recipes keep 2. Tune "
+                             "rewrites its whole experiment state each time a trial has written that many since "
+                             "the last save: with 1, after every one-epoch trial (default: 2)")
     parser.set_defaults(num_samples=NUM_SAMPLES, max_concurrent=MAX_CONCURRENT, storage_path=None, max_failures=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.checkpoints_kept < 1:
+        raise ValueError(f"--checkpoints-kept {args.checkpoints_kept}: expected an integer >= 1")
+    return args
 
 
 def soak(args: argparse.Namespace) -> Soak:
@@ -204,7 +212,9 @@ def soak(args: argparse.Namespace) -> Soak:
         searcher = BasicVariantGenerator(random_state=config["seed"])
     tuner = cli.new_tuner(args, experiment, config, param_space={**config, **space}, search_alg=searcher,
                           scheduler=FIFOScheduler(), num_samples=args.num_samples,
-                          checkpoint_config=tune.CheckpointConfig(num_to_keep=1))
+                          checkpoint_config=tune.CheckpointConfig(num_to_keep=args.checkpoints_kept,
+                                                                  checkpoint_score_attribute=metric,
+                                                                  checkpoint_score_order=OBJECTIVE_MODE))
 
     groups_before, workers_before = live_placement_groups(), ray_workers()
     driver = psutil.Process()
@@ -226,7 +236,8 @@ def soak(args: argparse.Namespace) -> Soak:
 
     names = leaderboard_trials(experiment)
     expected = {Path(result.path).name for result in results}
-    slots = min(args.max_concurrent or args.num_samples, int(ray.cluster_resources().get("CPU", 1) // args.cpus_per_trial))
+    slots = min(args.max_concurrent or args.num_samples,
+                int(ray.cluster_resources().get("CPU", 1) // args.cpus_per_trial))
     in_trial = [result.metrics.get("time_total_s", 0.0) for result in results if result.metrics]
     in_trial_mean = statistics.mean(in_trial) if in_trial else 0.0
     first_quarter, last_quarter = slot_seconds_by_quarter(
@@ -257,8 +268,8 @@ def main(argv: list[str] | None = None) -> Soak:
           f"{found.missing or 'none'}); mean time inside a trial {found.in_trial_seconds:.2f}s; "
           f"summary {found.summary_seconds:.1f}s; driver open files {found.driver_open_files_start} -> "
           f"{found.driver_open_files_end}; idle Ray workers kept for reuse: {found.idle_workers}")
-    print(f"seconds per trial and slot, between the first quarter of trial ends: {found.slot_seconds_first_quarter:.2f}, "
-          f"the last quarter: {found.slot_seconds_last_quarter:.2f}; Tune's experiment state: "
+    print(f"seconds per trial and slot, between the first quarter of trial ends: "
+          f"{found.slot_seconds_first_quarter:.2f}, the last quarter: {found.slot_seconds_last_quarter:.2f}; Tune's experiment state: "
           f"{found.experiment_state_mb:.1f} MB")
     print(f"overhead_ratio={found.overhead_ratio:.2f} (wall time / minimal time at this concurrency; "
           "Ray's scalability benchmarks aim at < 1.20 for 1-second trials)")

@@ -94,3 +94,14 @@ def test_the_digest_recorder_checks_known_files_every_step_and_lists_for_new_one
     monkeypatch.setattr(provenance, "LISTING_SECONDS", 0.0)
     recorder.on_step_end(iteration=3, trials=[])
     provenance.verify_experiment(str(folder))
+
+
+def test_without_address_a_search_starts_its_own_ray_instead_of_joining_another_jobs(monkeypatch, tmp_path):
+    """A bare ray.init() joins the Ray another job on the machine started last (the soak once ran on a test's
+    three-node cluster); without --address a search starts Ray of its own."""
+    started = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **options: started.append(options))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}])
+    cli.start_ray(cli.search_parser("test").parse_args(["--storage-path", str(tmp_path)]), validate_config({}))
+    assert started == [{"address": "local"}]
