@@ -1,5 +1,7 @@
 """The soak benchmark (benchmarks/many_trials.py) at a dozen trials on the suite's Ray cluster: every trial
-in the leaderboard once, nothing left running, and its leak detector sees an actor that is left running."""
+in the leaderboard once, nothing left running, and its leak detector sees an actor that is left running.
+Then what the soak found and fixed: --max-concurrent ignored by random search, the provenance record
+listing every trial folder at each of Tune's steps, and a search joining another job's Ray."""
 
 from __future__ import annotations
 
