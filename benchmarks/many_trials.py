@@ -8,6 +8,8 @@ trainable of make_trainable; summarise_search's leaderboard), checking what brea
   counted apart (Ray keeps up to one per CPU);
 - the driver's memory stays flat: its RSS is sampled through the search and the median of the first
   quarter of the samples is printed beside that of the last quarter; its open files are counted too;
+- nothing piles up in a trial process, which Tune reuses trial after trial: its open files and threads
+  (a TensorBoard writer left open holds both) in the first and the last quarter of the search;
 - the per-trial overhead: the wall time of the search per trial and slot (seconds × concurrent
   trials / trials) minus the time a trial spends in its own function (Tune's ``time_total_s``: data,
   model, the epoch, the checkpoint). Ray's scalability benchmarks aim at < 20 % over the minimal time
@@ -60,7 +62,7 @@ RECIPE_DEFAULTS = {
 }
 NUM_SAMPLES = 300
 MAX_CONCURRENT = 2  # the two cores of the machine this was written on
-RSS_SAMPLE_SECONDS = 0.5
+SAMPLE_SECONDS = 0.5
 SETTLE_SECONDS = 30
 """How long Tune may take, after ``fit`` returns, to stop its last actors and remove their placement groups."""
 
@@ -82,6 +84,10 @@ class Soak:
     driver_rss_mb_end: float
     driver_open_files_start: int
     driver_open_files_end: int
+    trial_open_files_start: float
+    trial_open_files_end: float
+    trial_threads_start: float
+    trial_threads_end: float
     leaked_placement_groups: int
     leaked_processes: int
     idle_workers: int
@@ -95,21 +101,34 @@ class Soak:
                 f"leaked_placement_groups={self.leaked_placement_groups} leaked_processes={self.leaked_processes}")
 
 
-class RssSampler:
-    """The driver's resident memory every :data:`RSS_SAMPLE_SECONDS`, from a daemon thread, while in use."""
+class ProcessSampler:
+    """Every :data:`SAMPLE_SECONDS`, from a daemon thread, while in use: the driver's resident memory, and the
+    open files and threads of each trial process (a Ray worker busy now that was not before ``workers_before``).
 
-    def __init__(self) -> None:
-        self.samples: list[float] = []
+    With ``reuse_actors`` one process runs trial after trial, so a TensorBoard writer or a file a trial
+    leaves open shows up as a count that climbs from its first samples to its last.
+    """
+
+    def __init__(self, workers_before: dict[int, str]) -> None:
+        self.driver_rss_mb: list[float] = []
+        self.trial_processes: dict[int, list[tuple[int, int]]] = {}  # pid -> (open files, threads) samples
+        self._workers_before = workers_before
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="process-sampler", daemon=True)
 
     def _run(self) -> None:
-        process = psutil.Process()
+        driver = psutil.Process()
         while not self._stop.is_set():
-            self.samples.append(process.memory_info().rss / 2**20)
-            self._stop.wait(RSS_SAMPLE_SECONDS)
+            self.driver_rss_mb.append(driver.memory_info().rss / 2**20)
+            for pid in busy_workers(self._workers_before):
+                try:
+                    process = psutil.Process(pid)
+                    self.trial_processes.setdefault(pid, []).append((process.num_fds(), process.num_threads()))
+                except (psutil.NoSuchProcess, psutil.AccessDenied):
+                    continue
+            self._stop.wait(SAMPLE_SECONDS)
 
-    def __enter__(self) -> RssSampler:
+    def __enter__(self) -> ProcessSampler:
         self._thread.start()
         return self
 
@@ -117,10 +136,24 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
 
-    def quarters(self) -> tuple[float, float]:
-        """Median RSS (MiB) of the first and of the last quarter of the samples."""
-        quarter = max(1, len(self.samples) // 4)
-        return statistics.median(self.samples[:quarter]), statistics.median(self.samples[-quarter:])
+    def driver_rss_quarters(self) -> tuple[float, float]:
+        """Median RSS (MiB) of the driver over the first and over the last quarter of the samples."""
+        return _quarter_medians(self.driver_rss_mb)
+
+    def trial_process_quarters(self) -> tuple[float, float, float, float]:
+        """Open files and threads of the longest-watched trial process: medians of its first and last quarter
+        of samples (files first, files last, threads first, threads last); NaN when none was seen."""
+        if not self.trial_processes:
+            return math.nan, math.nan, math.nan, math.nan
+        samples = max(self.trial_processes.values(), key=len)
+        files_first, files_last = _quarter_medians([files for files, _ in samples])
+        threads_first, threads_last = _quarter_medians([threads for _, threads in samples])
+        return files_first, files_last, threads_first, threads_last
+
+
+def _quarter_medians(samples: list[float]) -> tuple[float, float]:
+    quarter = max(1, len(samples) // 4)
+    return statistics.median(samples[:quarter]), statistics.median(samples[-quarter:])
 
 
 def live_placement_groups() -> set[str]:
@@ -219,7 +252,7 @@ def soak(args: argparse.Namespace) -> Soak:
     groups_before, workers_before = live_placement_groups(), ray_workers()
     driver = psutil.Process()
     files_before = driver.num_fds()
-    with RssSampler() as rss:
+    with ProcessSampler(workers_before) as sampler:
         started = time.perf_counter()
         results = tuner.fit()
         seconds = time.perf_counter() - started
@@ -242,7 +275,8 @@ def soak(args: argparse.Namespace) -> Soak:
     in_trial_mean = statistics.mean(in_trial) if in_trial else 0.0
     first_quarter, last_quarter = slot_seconds_by_quarter(
         [result.metrics["timestamp"] for result in results if result.metrics], slots)
-    rss_start, rss_end = rss.quarters()
+    rss_start, rss_end = sampler.driver_rss_quarters()
+    trial_files_start, trial_files_end, trial_threads_start, trial_threads_end = sampler.trial_process_quarters()
     return Soak(
         trials=len(names), seconds=seconds,
         per_trial_overhead=seconds * slots / len(results) - in_trial_mean,
@@ -252,6 +286,8 @@ def soak(args: argparse.Namespace) -> Soak:
         summary_seconds=summary_seconds,
         driver_rss_mb_start=rss_start, driver_rss_mb_end=rss_end,
         driver_open_files_start=files_before, driver_open_files_end=driver.num_fds(),
+        trial_open_files_start=trial_files_start, trial_open_files_end=trial_files_end,
+        trial_threads_start=trial_threads_start, trial_threads_end=trial_threads_end,
         leaked_placement_groups=len(leaked_groups), leaked_processes=len(leaked_workers), idle_workers=idle,
         duplicates=sorted(name for name, count in Counter(names).items() if count > 1),
         missing=sorted(expected - set(names)),
@@ -268,6 +304,9 @@ def main(argv: list[str] | None = None) -> Soak:
           f"{found.missing or 'none'}); mean time inside a trial {found.in_trial_seconds:.2f}s; "
           f"summary {found.summary_seconds:.1f}s; driver open files {found.driver_open_files_start} -> "
           f"{found.driver_open_files_end}; idle Ray workers kept for reuse: {found.idle_workers}")
+    print(f"a trial process (reused trial after trial), first quarter -> last quarter of the search: open files "
+          f"{found.trial_open_files_start:.0f} -> {found.trial_open_files_end:.0f}, threads "
+          f"{found.trial_threads_start:.0f} -> {found.trial_threads_end:.0f}")
     print(f"seconds per trial and slot, between the first quarter of trial ends: "
           f"{found.slot_seconds_first_quarter:.2f}, the last quarter: {found.slot_seconds_last_quarter:.2f}; Tune's experiment state: "
           f"{found.experiment_state_mb:.1f} MB")

@@ -41,6 +41,7 @@ def test_a_dozen_trials_each_in_the_leaderboard_once_and_nothing_left_behind(ray
     assert found.idle_workers <= ray.cluster_resources()["CPU"]
     assert found.in_trial_seconds > 0 and math.isfinite(found.per_trial_overhead)
     assert found.driver_rss_mb_start > 0 and found.driver_rss_mb_end > 0
+    assert math.isfinite(found.trial_open_files_end) and math.isfinite(found.trial_threads_end)  # trials were seen
     folders = sorted(path.name for path in (tmp_path / "soak").iterdir() if path.is_dir() and path.name[0].isdigit())
     assert sorted(many_trials.leaderboard_trials(tmp_path / "soak")) == folders and len(folders) == 12
 
