@@ -308,8 +308,8 @@ def main(argv: list[str] | None = None) -> Soak:
           f"{found.trial_open_files_start:.0f} -> {found.trial_open_files_end:.0f}, threads "
           f"{found.trial_threads_start:.0f} -> {found.trial_threads_end:.0f}")
     print(f"seconds per trial and slot, between the first quarter of trial ends: "
-          f"{found.slot_seconds_first_quarter:.2f}, the last quarter: {found.slot_seconds_last_quarter:.2f}; Tune's experiment state: "
-          f"{found.experiment_state_mb:.1f} MB")
+          f"{found.slot_seconds_first_quarter:.2f}, the last quarter: {found.slot_seconds_last_quarter:.2f}; "
+          f"Tune's experiment state: {found.experiment_state_mb:.1f} MB")
     print(f"overhead_ratio={found.overhead_ratio:.2f} (wall time / minimal time at this concurrency; "
           "Ray's scalability benchmarks aim at < 1.20 for 1-second trials)")
     print(found.line())
