@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import optuna
 import psutil
@@ -226,15 +227,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def soak(args: argparse.Namespace) -> Soak:
-    """Run the soak search of ``args`` (:func:`parse_args`) and check it; Ray is started unless running."""
-    config = cli.base_config(args, RECIPE_DEFAULTS)
-    metric = OBJECTIVES[config["objective"]]
-    config, data = cli.prepare_data(config)
-    space = cli.search_space(args, config, spaces.loss_weight_space(), len(data.train))
-    experiment = cli.experiment_path(args, "many_trials")
-    cli.start_ray(args, config)
-
+def search(args: argparse.Namespace, experiment: Path, config: dict[str, Any], space: dict[str, Any],
+           metric: str) -> tune.ResultGrid:
+    """The search itself, set up as the recipes set theirs up (tcnvae.tuning.cli.new_tuner), run to its end."""
     if args.search == "optuna":
         experiment.mkdir(parents=True)
         searcher = ResumableOptunaSearch(metric=metric, mode=OBJECTIVE_MODE,
@@ -248,13 +243,24 @@ def soak(args: argparse.Namespace) -> Soak:
                           checkpoint_config=tune.CheckpointConfig(num_to_keep=args.checkpoints_kept,
                                                                   checkpoint_score_attribute=metric,
                                                                   checkpoint_score_order=OBJECTIVE_MODE))
+    return tuner.fit()
+
+
+def soak(args: argparse.Namespace) -> Soak:
+    """Run the soak search of ``args`` (:func:`parse_args`) and check it; Ray is started unless running."""
+    config = cli.base_config(args, RECIPE_DEFAULTS)
+    metric = OBJECTIVES[config["objective"]]
+    config, data = cli.prepare_data(config)
+    space = cli.search_space(args, config, spaces.loss_weight_space(), len(data.train))
+    experiment = cli.experiment_path(args, "many_trials")
+    cli.start_ray(args, config)  # before the search, so the leak checks see what was there before it
 
     groups_before, workers_before = live_placement_groups(), ray_workers()
     driver = psutil.Process()
     files_before = driver.num_fds()
     with ProcessSampler(workers_before) as sampler:
         started = time.perf_counter()
-        results = tuner.fit()
+        results = search(args, experiment, config, space, metric)
         seconds = time.perf_counter() - started
     summary_started = time.perf_counter()
     summarise_search(results, experiment, list(space), [metric])
