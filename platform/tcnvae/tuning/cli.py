@@ -442,7 +442,9 @@ def start_ray(args: argparse.Namespace, config: Mapping[str, Any]) -> None:
         join_cluster(args.address)
     check_resources(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
     if not ray.is_initialized():
-        ray.init()
+        # "local": a new Ray of this search's own. A bare ray.init() joins whatever Ray another job on this
+        # machine started last (`ray start`), and would run the trials there; joining is --address's job.
+        ray.init(address="local")
     check_shared_storage(storage_location(args.storage_path), args.shared_storage, ray.nodes())
 
 

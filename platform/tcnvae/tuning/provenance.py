@@ -34,6 +34,10 @@ STATE_ENV = "TCNVAE_STATE_DIR"
 TRUST_FLAG = "--trust-experiment"
 VERSIONS_KEPT = 16  # per file: Tune rewrites its state each save; a killed driver leaves a recent one
 REMOTE_SCAN_SECONDS = 2.0  # a URI experiment is listed at most this often (each listing is a request)
+LISTING_SECONDS = 2.0
+"""How often a local experiment folder is listed for new pickled files; the files found are checked at every
+step. A listing stats every trial folder and Tune steps many times a second: listing at every step took a
+fifth of the driver's time in a 300-trial search (benchmarks/many_trials.py)."""
 
 
 def state_dir() -> Path:
@@ -97,13 +101,15 @@ class DigestRecorder(tune.Callback):
 
     It runs in the driver after each controller step (just after Tune saves its state) and at the end,
     and reads Tune's local staging copy of its state as well as the experiment folder, so the record
-    has each version before (or as soon as) the upload lands.
+    has each version before (or as soon as) the upload lands. A new file (the first state save, a trial's
+    error.pkl) is found by listing the folders, every :data:`LISTING_SECONDS` and at the end.
     """
 
     def __init__(self, location: str):
         self.location = location
         self._seen: dict[str, tuple[int, Any]] = {}
         self._last_scan = 0.0
+        self._last_listing = float("-inf")
         self._warned = False
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into tuner.pkl: the cache starts afresh
@@ -113,26 +119,30 @@ class DigestRecorder(tune.Callback):
         self.__init__(state["location"])
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        if "://" in self.location and time.monotonic() - self._last_scan < REMOTE_SCAN_SECONDS:
+        now = time.monotonic()
+        if "://" in self.location and now - self._last_scan < REMOTE_SCAN_SECONDS:
             return
-        self._record_or_warn(trials)
+        self._record_or_warn(trials, listing=now - self._last_listing >= LISTING_SECONDS)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._record_or_warn(trials)
 
-    def _record_or_warn(self, trials: list) -> None:
+    def _record_or_warn(self, trials: list, listing: bool = True) -> None:
         # A state directory that cannot be written must not stop the search; it only costs the check.
         try:
-            self.record(trials)
+            self.record(trials, listing)
         except OSError as error:
             if not self._warned:
                 logger.warning("cannot record the digests of %s's pickled files (%s): resuming it will need %s",
                                self.location, error, TRUST_FLAG)
                 self._warned = True
 
-    def record(self, trials: list) -> None:
-        """Add the digest of every new or changed pickled file to this experiment's record."""
+    def record(self, trials: list, listing: bool = True) -> None:
+        """Add the digest of every new or changed pickled file to this experiment's record; without
+        ``listing``, only of the files an earlier call found (no folder is listed)."""
         self._last_scan = time.monotonic()
+        if listing:
+            self._last_listing = self._last_scan
         sources = [_filesystem(self.location)]
         storage = getattr(trials[0], "storage", None) if trials else None
         if storage is not None:  # Tune's staging copy of its own state, on this machine, written before the upload
@@ -140,7 +150,8 @@ class DigestRecorder(tune.Callback):
         changed: dict[str, set[str]] = {}
         stamps = {}
         for fs, root in sources:
-            for relative, info in _pickled_files(fs, root).items():
+            found = _pickled_files(fs, root) if listing else self._found_before(fs, root)
+            for relative, info in found.items():
                 key, stamp = f"{root}/{relative}", (info.size, info.mtime_ns)
                 if self._seen.get(key) != stamp:
                     stamps[key] = stamp
@@ -153,6 +164,11 @@ class DigestRecorder(tune.Callback):
             files[relative] = ([d for d in known if d not in digests] + sorted(digests))[-VERSIONS_KEPT:]
         write_json({"location": self.location, "files": files}, record_path(self.location))
         self._seen.update(stamps)  # only once recorded: a failed write is retried at the next step
+
+    def _found_before(self, fs: pyarrow.fs.FileSystem, root: str) -> dict[str, pyarrow.fs.FileInfo]:
+        """The files under ``root`` that an earlier call recorded and that are still there, by relative path."""
+        infos = fs.get_file_info([key for key in self._seen if key.startswith(f"{root}/")])
+        return {info.path[len(root):].lstrip("/"): info for info in infos if info.type == pyarrow.fs.FileType.File}
 
 
 def verify_experiment(location: str, trust: bool = False) -> None:

@@ -80,6 +80,19 @@ def keep_best_checkpoints(metric: str, count: int = 2) -> tune.CheckpointConfig:
                                  checkpoint_score_order=OBJECTIVE_MODE)
 
 
+def search_algorithm(searcher: OptunaTPE | RandomSearch, experiment: Path, seed: int,
+                     max_concurrent: int | None) -> tuple[Searcher, int | None]:
+    """The searcher's Tune object, and the ``max_concurrent_trials`` to give Tune with it.
+
+    Tune limits only a ``Searcher`` by ``max_concurrent_trials``; a random or grid search's generator
+    would run as many trials as fit (with a warning), so it takes the limit itself.
+    """
+    search_alg = searcher.build(experiment, seed)
+    if isinstance(search_alg, BasicVariantGenerator) and max_concurrent is not None:
+        search_alg.max_concurrent, max_concurrent = max_concurrent, None
+    return search_alg, max_concurrent
+
+
 def run_search(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], *,
                param_space: dict[str, Any], searcher: OptunaTPE | RandomSearch, scheduler: Any,
                num_samples: int, checkpoints: tune.CheckpointConfig,
@@ -103,9 +116,10 @@ def run_search(args: argparse.Namespace, experiment: Path, config: Mapping[str, 
         experiment.mkdir(parents=True)  # the searcher's own files (the Optuna study) live there too
         searched = searched or {key: value for key, value in param_space.items() if is_search_domain(value)}
         write_search_start(experiment, searched, config)
+        search_alg, max_concurrent = search_algorithm(searcher, experiment, config["seed"], args.max_concurrent)
         tuner = _new_tuner(args, experiment, config, trainable, param_space,
-                           tune.TuneConfig(search_alg=searcher.build(experiment, config["seed"]), scheduler=scheduler,
-                                           num_samples=num_samples, max_concurrent_trials=args.max_concurrent,
+                           tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                           num_samples=num_samples, max_concurrent_trials=max_concurrent,
                                            reuse_actors=True, trial_name_creator=trial_dirname,
                                            trial_dirname_creator=trial_dirname),
                            checkpoints, stop)
