@@ -86,6 +86,8 @@ def _fields(path_or_arrays: Any, overrides: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if isinstance(path_or_arrays, (str, Path)):
         path = Path(path_or_arrays)
+        if not path.is_file():
+            raise FileNotFoundError(f"arrays file {path} not found (expected a .npz file)")
         try:
             fields = read_npz(path, None, what="arrays file")
         except ValueError as error:  # read_npz names the problem; this adds where the format is
