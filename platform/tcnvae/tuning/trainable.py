@@ -1,8 +1,10 @@
 """Ray Tune trainables for the trial loop: one worker in the trial's own process, or N via Ray Train.
 
-- :func:`train_trial` is a plain Tune function trainable: it runs :func:`~tcnvae.tuning.loop.run_trial`
-  in the trial process and hands every epoch's metrics and checkpoint to ``ray.tune.report``, resuming
-  from ``ray.tune.get_checkpoint()``, so ASHA can stop it, PBT can clone it and a crash resumes it.
+- :func:`train_trial` is a plain Tune function trainable: it drives a :class:`~tcnvae.tuning.loop.Trial`
+  in the trial process and hands every epoch's metrics (and every ``checkpoint_interval`` epochs a
+  checkpoint) to ``ray.tune.report``, resuming from ``ray.tune.get_checkpoint()``, so ASHA can stop
+  it, PBT can clone it and a crash resumes it. The search's prepared data comes from Ray's object
+  store (:func:`make_trainable`'s ``data``).
 - :func:`distributed_trial` drives a Ray Train ``TorchTrainer`` (DDP; gloo on CPU, nccl on GPU) from
   the Tune function. Each ``fit()`` runs ``epochs_per_fit`` epochs of the same loop on every worker
   and Ray Train keeps every epoch's checkpoint (written by rank 0); when the fit returns, the Tune
@@ -32,9 +34,10 @@ import torch
 from ray import tune
 from torch import nn
 
-from tcnvae.checkpoints import load_checkpoint
+from tcnvae.checkpoints import load_newest_intact
+from tcnvae.data.pipeline import PreparedData
 from tcnvae.tuning.config import check_resources, validate_config
-from tcnvae.tuning.loop import CHECKPOINT_FILE, Worker, run_trial
+from tcnvae.tuning.loop import CHECKPOINT_FILE, Trial, Worker, run_epochs, run_trial, tune_checkpoint_candidates
 
 # What the Tune function of a multi-worker trial reserves for itself: it only launches the Train run
 # and forwards results, so it takes a sliver of the trial's CPUs and the workers share the rest (Ray
@@ -64,12 +67,16 @@ def _trial_dir() -> Path:
     return Path(tune.get_context().get_trial_dir())
 
 
-def train_trial(config: dict[str, Any]) -> None:
-    """Single-worker Tune function trainable: one trial of the TCN-VAE loop in this process."""
+def train_trial(config: dict[str, Any], data: PreparedData | None = None) -> None:
+    """Single-worker Tune function trainable: one :class:`~tcnvae.tuning.loop.Trial` in this process.
+
+    The config is validated here, once, where Tune hands it over. ``data`` is the search's prepared
+    data from Ray's object store (:func:`make_trainable`); the trial prepares its own without it.
+    """
     config = validate_config(config)
+    trial = Trial(config, data=data, worker=Worker(device=_trial_device(config["use_gpu"])), log_dir=_trial_dir())
     with _tune_checkpoint_dir() as restore_dir:
-        run_trial(config, _tune_report, restore_dir=restore_dir, log_dir=_trial_dir(),
-                  worker=Worker(device=_trial_device(config["use_gpu"])))
+        run_epochs(trial, _tune_report, restore_dir=restore_dir)
 
 
 def _trial_device(use_gpu: bool) -> torch.device:
@@ -151,10 +158,12 @@ def distributed_trial(config: dict[str, Any], resources_per_worker: dict[str, fl
 
 
 def _checkpoint_epoch(restore_dir: Path | None) -> int:
-    """Epochs completed by the checkpoint in ``restore_dir`` (0 without one)."""
+    """Epochs completed by the checkpoint in ``restore_dir`` (0 without one); a torn newest checkpoint
+    falls back to the newest readable one beside it, as the trial's own restore does."""
     if restore_dir is None:
         return 0
-    return int(load_checkpoint(restore_dir / CHECKPOINT_FILE)["trainer"]["epoch"])
+    _, payload = load_newest_intact(tune_checkpoint_candidates(restore_dir))
+    return int(payload["trainer"]["epoch"])
 
 
 def _result_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -162,7 +171,8 @@ def _result_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     return {key: value for key, value in metrics.items() if "/" in key or key == "epoch"}
 
 
-def make_trainable(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers_per_trial: int = 1) -> Any:
+def make_trainable(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers_per_trial: int = 1,
+                   data: PreparedData | None = None) -> Any:
     """The trainable to give ``Tuner``, with its resources: the searches' one entry point.
 
     The resources decide the trial's mode and device: ``workers_per_trial`` 1 runs :func:`train_trial`
@@ -170,14 +180,21 @@ def make_trainable(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers
     more runs :func:`distributed_trial` and splits those resources evenly across the workers (less
     :data:`DRIVER_CPUS` for the Tune function that drives them). The config's ``workers_per_trial``
     and ``use_gpu`` are set from them, so a trial always runs on what was reserved for it.
+
+    ``data``: the search's data, prepared once by the driver (``cli.prepare_data``). It goes into
+    Ray's object store once (``tune.with_parameters``) and every single-worker trial, retried and
+    PBT-cloned ones included, reads it from there instead of preparing it again (a trial whose data
+    settings differ, e.g. a searched window length, prepares its own: :func:`~tcnvae.tuning.loop.trial_data`).
+    Multi-worker trials do not take it yet: each worker prepares its data.
     """
     check_resources(cpus_per_trial, gpus_per_trial, workers_per_trial)
     use_gpu = gpus_per_trial > 0
     if workers_per_trial == 1:
-        def tcnvae_trial(config: dict[str, Any]) -> None:
-            train_trial({**config, "workers_per_trial": 1, "use_gpu": use_gpu})
+        def tcnvae_trial(config: dict[str, Any], data: PreparedData | None = None) -> None:
+            train_trial({**config, "workers_per_trial": 1, "use_gpu": use_gpu}, data)
 
-        return tune.with_resources(tcnvae_trial, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+        trainable = tune.with_parameters(tcnvae_trial, data=data) if data is not None else tcnvae_trial
+        return tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
 
     if cpus_per_trial <= DRIVER_CPUS:
         raise ValueError(f"cpus_per_trial={cpus_per_trial}: expected more than {DRIVER_CPUS} for a "
