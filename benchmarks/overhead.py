@@ -1,6 +1,6 @@
 """What running trials through Ray Tune costs, against bare TCNVAETrainer loops doing the same epochs.
 
-    python benchmarks/overhead.py [--epochs 20] [--cpus-per-trial 1] [--repeats 2]
+    python benchmarks/overhead.py [--epochs 20] [--cpus-per-trial 1] [--repeats 2] [--checkpoint-interval K]
                                   [--search-trials 8] [--search-epochs 3] [--search-data hapt]
 
 1. One trial: the same epochs of the same model on the same (synthetic) data, once as a Tune trial
@@ -103,7 +103,8 @@ def tune_trial(config: dict, cpus: float, storage: str) -> TuneRun:
 
 
 def trial_overhead(args: argparse.Namespace, storage: str) -> None:
-    config = validate_config({"max_epochs": args.epochs})
+    config = validate_config({"max_epochs": args.epochs, **({"checkpoint_interval": args.checkpoint_interval}
+                                                            if args.checkpoint_interval else {})})
     bare_runs, tune_runs = [], []
     for _ in range(args.repeats):
         bare_runs.append(bare_loop(config, args.cpus_per_trial))
@@ -187,6 +188,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cpus-per-trial", type=int, default=1, help="CPU threads of the one-trial runs (default: 1)")
     parser.add_argument("--repeats", type=int, default=2,
                         help="one-trial runs of each, alternating; the fastest counts, as the least disturbed (default: 2)")
+    parser.add_argument("--checkpoint-interval", type=int, default=None,
+                        help="the Tune trial's checkpoint_interval (default: the config's default)")
     parser.add_argument("--search-trials", type=int, default=8, help="trials of the search (default: 8; 0 skips it)")
     parser.add_argument("--search-epochs", type=int, default=3, help="epochs of each search trial (default: 3)")
     parser.add_argument("--search-data", choices=sorted(DATA_FILES), default="hapt",

@@ -314,6 +314,7 @@ def test_a_search_prepares_its_data_once_and_retried_trials_read_it_from_the_obj
                                   verbose=0))
     results = sorted(tuner.fit(), key=lambda result: result.config["lr"])
     assert [result.error for result in results] == [None, None]
+    assert results[0].metrics["pid"] == results[1].metrics["pid"], "Tune reused the trial process"
     for result in results:  # bit for bit what the trial computes here on the same data
         alone = Recorder()
         run_trial(result.config, alone, data=data)

@@ -408,40 +408,53 @@ class Trial:
         the label-free selection scores (:mod:`tcnvae.tuning.selection`).
         """
         evaluation = self._evaluation = self._evaluation or self._start()
-        trainer, epoch = self.trainer, self.trainer.epoch
-        replayed = scheduled_values(self.config["replay_schedule"], epoch)
-        if replayed:
-            self._current.update(replayed)
-            apply_hyperparameters(trainer, self._current)
-            if curriculum_params(self._current) != self._runner_params:
-                self._runner = _rebuilt_curriculum(self._runner, self._current, trainer, self._base_loader)
-                self._runner_params = curriculum_params(self._current)
+        epoch = self.trainer.epoch
+        self._apply_replay(epoch)
         self.state.hyperparameter_history.append(
             {**history_entry(epoch, self._current),
              **{key: value for key, value in self._current.items() if key.startswith(CURRICULUM_PREFIX)}})
         previous_stage = (self._runner.last_metrics or {}).get(STAGE_METRIC)
         stage = self._runner.before_epoch(epoch)
         _check_batches_per_worker(self._base_loader, self.worker.world_size, stage.name)
-        _train_epoch(trainer, evaluation.train_loader, epoch, evaluation.parallel)
-        target_accuracy = (trainer.validate(evaluation.target_loader)[1] if evaluation.target_loader is not None
-                           else None)
-        analysis = (unlabelled_target_metrics(trainer, evaluation.test_loader) if evaluation.test_loader is not None
-                    else {})
-        trainer.validate(evaluation.val_loader)
-        trainer.epoch = epoch + 1
-        metrics = {**epoch_metrics(trainer, target_accuracy), **analysis}
-        if evaluation.selection is not None:
-            metrics.update(evaluation.selection.metrics(trainer.model, self.worker.device))
+        _train_epoch(self.trainer, evaluation.train_loader, epoch, evaluation.parallel)
+        metrics = self._evaluate(evaluation)
         stage_metrics = self._runner.metrics()
         if evaluation.reports_curriculum:
             metrics.update(stage_metrics)
         self._runner.after_epoch({**metrics, **stage_metrics})  # the next decision reads these
         self.state.curriculum = self._runner.state_dict()
         if evaluation.board is not None:
-            evaluation.board.log_epoch(metrics, trainer.epoch, trainer.last_val_metrics["confusion"],
+            evaluation.board.log_epoch(metrics, self.trainer.epoch, self.trainer.last_val_metrics["confusion"],
                                        self.data.activity_names)
             if evaluation.reports_curriculum and stage_metrics[STAGE_METRIC] != previous_stage:
-                evaluation.board.log_stage(stage, trainer.epoch, self.config["max_epochs"])
+                evaluation.board.log_stage(stage, self.trainer.epoch, self.config["max_epochs"])
+        return metrics
+
+    def _apply_replay(self, epoch: int) -> None:
+        """Set the epoch's replayed hyperparameters, if the replay schedule has any; rebuild the
+        curriculum when they change its parameters."""
+        replayed = scheduled_values(self.config["replay_schedule"], epoch)
+        if not replayed:
+            return
+        self._current.update(replayed)
+        apply_hyperparameters(self.trainer, self._current)
+        if curriculum_params(self._current) != self._runner_params:
+            self._runner = _rebuilt_curriculum(self._runner, self._current, self.trainer, self._base_loader)
+            self._runner_params = curriculum_params(self._current)
+
+    def _evaluate(self, evaluation: _Evaluation) -> dict[str, float]:
+        """Count the epoch just trained as done and return its metrics: the target slice, the unlabelled
+        target's analysis scores, validation (whose results the trainer keeps), the label-free scores."""
+        trainer = self.trainer
+        target_accuracy = (trainer.validate(evaluation.target_loader)[1] if evaluation.target_loader is not None
+                           else None)
+        analysis = (unlabelled_target_metrics(trainer, evaluation.test_loader) if evaluation.test_loader is not None
+                    else {})
+        trainer.validate(evaluation.val_loader)
+        trainer.epoch += 1
+        metrics = {**epoch_metrics(trainer, target_accuracy), **analysis}
+        if evaluation.selection is not None:
+            metrics.update(evaluation.selection.metrics(trainer.model, self.worker.device))
         return metrics
 
     def save(self, directory: Path) -> None:
