@@ -180,6 +180,20 @@ def test_checkpoints_every_interval_and_at_the_last_epoch_and_resuming_from_one_
         validate_config({"checkpoint_interval": 0})
 
 
+def test_a_multi_worker_trial_counts_its_epochs_from_the_newest_readable_checkpoint(tmp_path):
+    from tcnvae.tuning.trainable import _checkpoint_epoch
+
+    straight = run({}, checkpoint_root=tmp_path / "kept")
+    for index, kept in enumerate(straight.checkpoints):  # as Tune numbers a trial's checkpoint folders
+        shutil.copytree(kept, tmp_path / f"checkpoint_{index:06d}")
+    newest = tmp_path / "checkpoint_000001"
+    assert _checkpoint_epoch(newest) == 2
+    torn = newest / CHECKPOINT_FILE
+    torn.write_bytes(torn.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match=f"{torn} is truncated"):
+        assert _checkpoint_epoch(newest) == 1
+
+
 def test_a_trial_on_the_searchs_prepared_data_computes_what_it_would_on_its_own(tmp_path, monkeypatch):
     """The driver's data (as cli.prepare_data records it) feeds trials bit for bit as their own would;
     a trial that searches a loader setting shares the windows, one that changes the windows prepares."""

@@ -37,7 +37,7 @@ from torch import nn
 from tcnvae.checkpoints import load_newest_intact
 from tcnvae.data.pipeline import PreparedData
 from tcnvae.tuning.config import check_resources, validate_config
-from tcnvae.tuning.loop import CHECKPOINT_FILE, Trial, Worker, run_epochs, run_trial, tune_checkpoint_candidates
+from tcnvae.tuning.loop import Trial, Worker, run_epochs, run_trial, tune_checkpoint_candidates
 
 # What the Tune function of a multi-worker trial reserves for itself: it only launches the Train run
 # and forwards results, so it takes a sliver of the trial's CPUs and the workers share the rest (Ray
