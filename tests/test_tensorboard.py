@@ -95,6 +95,19 @@ def test_confusion_images_have_their_own_group_and_both_axes_labelled(tmp_path):
     assert image.height > image.width - 40  # the column names stand above the grid, not just numbers
 
 
+def test_the_confusion_image_is_drawn_where_the_objective_improves_and_at_the_last_epoch(tmp_path):
+    board = TrialBoard(tmp_path, {"objective": "worst_domain_accuracy", "max_epochs": 6})
+    confusion = np.array([[3, 1], [0, 4]])
+    scores = [0.5, 0.4, 0.6, 0.6, 0.3, 0.2]  # the objective by epoch; val/accuracy rises all along
+    for step, score in enumerate(scores, start=1):
+        board.log_epoch({"val/worst_domain_accuracy": score, "val/accuracy": 0.1 * step}, step, confusion,
+                        ["sitting", "walking"])
+    board.close(completed=True)
+    events = load_events(tmp_path)
+    assert [image.step for image in events.Images(CONFUSION_TAG)] == [1, 3, 6]  # improvements, then the end
+    assert [event.step for event in events.Scalars("val/worst_domain_accuracy")] == [1, 2, 3, 4, 5, 6]
+
+
 def test_session_ends_follow_the_leaderboard_and_a_trials_own_end_is_kept(tmp_path):
     """A trial writes a success end when it runs all its epochs; the search driver ends the others
     with the leaderboard's status; the root run gets the leaderboard and the importance as Text."""

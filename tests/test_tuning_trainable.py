@@ -12,11 +12,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tcnvae.checkpoints import load_checkpoint
+from tcnvae.tuning import cli
+from tcnvae.data.pipeline import prepare
+from tcnvae.tuning import loop
+from tcnvae.tuning.loop import Trial, trial_data
 from tcnvae.tuning import (
     CHECKPOINT_FILE,
     MUTABLE_KEYS,
     check_resources,
     load_replay,
+    make_trainable,
     run_trial,
     train_trial,
     tune_logger_callbacks,
@@ -34,6 +39,7 @@ TINY = {
     "decoder_channels": 8,
     "batch_size": 16,
     "max_epochs": 2,
+    "checkpoint_interval": 1,  # every epoch: the crash and resume tests count on it
 }
 LOOP_METRICS = {
     "epoch", "loss/total", "loss/recon", "loss/kl", "loss/activity", "loss/domain", "schedule/beta",
@@ -152,6 +158,51 @@ def test_restore_takes_the_new_config_and_replay_reproduces_the_schedule(tmp_pat
     assert replayed.metrics == early.metrics + late.metrics
 
 
+def test_a_trial_object_run_epoch_by_epoch_is_run_trial(tmp_path):
+    """Set up, restore, one epoch at a time, close: the same epochs as run_trial, restore only before the first."""
+    config = validate_config({**TINY, "max_epochs": 3, "checkpoint_interval": 1})
+    straight = run(config, checkpoint_root=tmp_path)
+    with Trial(config) as trial:
+        trial.restore(straight.checkpoints[0])
+        assert trial.epoch == 1
+        assert [trial.run_epoch(), trial.run_epoch()] == straight.metrics[1:]
+        with pytest.raises(RuntimeError, match="restore must come before the first epoch"):
+            trial.restore(straight.checkpoints[0])
+
+
+def test_checkpoints_every_interval_and_at_the_last_epoch_and_resuming_from_one_continues_exactly(tmp_path):
+    config = {"max_epochs": 5, "checkpoint_interval": 2}
+    straight = run(config, checkpoint_root=tmp_path)
+    assert [int(path.name.split("_")[1]) for path in straight.checkpoints] == [2, 4, 5]
+    assert run(config, restore_dir=straight.checkpoints[0]).metrics == straight.metrics[2:]
+    assert validate_config({})["checkpoint_interval"] >= 1
+    with pytest.raises(ValueError, match="checkpoint_interval=0: expected an integer >= 1"):
+        validate_config({"checkpoint_interval": 0})
+
+
+def test_a_trial_on_the_searchs_prepared_data_computes_what_it_would_on_its_own(tmp_path, monkeypatch):
+    """The driver's data (as cli.prepare_data records it) feeds trials bit for bit as their own would;
+    a trial that searches a loader setting shares the windows, one that changes the windows prepares."""
+    config, data = cli.prepare_data(validate_config({**TINY, "max_epochs": 2}))
+    preparations = []
+    monkeypatch.setattr(loop, "prepare", lambda wanted: preparations.append(wanted) or prepare(wanted))
+    for change, shares in (({}, True), ({"batch_size": 8}, True), ({"val_fraction": 0.4}, False)):
+        trial_config = validate_config({**config, **change})
+        own, shared = Recorder(tmp_path / f"own{change}"), Recorder(tmp_path / f"shared{change}")
+        run_trial(trial_config, own)
+        preparations.clear()
+        run_trial(trial_config, shared, data=data)
+        assert len(preparations) == (0 if shares else 1)
+        assert shared.metrics == own.metrics
+        kept = [load_checkpoint(recorder.checkpoints[-1] / CHECKPOINT_FILE) for recorder in (own, shared)]
+        assert kept[0]["trainer"]["metadata"] == kept[1]["trainer"]["metadata"]
+        reused = trial_data(trial_config, data)
+        assert reused.config.batch_size == trial_config["batch_size"]
+        if shares:  # the same windows, in the trial's own copy
+            assert np.array_equal(reused.train.signals, data.train.signals)
+            assert not np.shares_memory(reused.train.signals, data.train.signals)
+
+
 def test_replay_file_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.json"):
         load_replay(tmp_path / "missing.json")
@@ -222,3 +273,49 @@ def test_crashed_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path):
         assert load_checkpoint(Path(directory) / CHECKPOINT_FILE)["trainer"]["epoch"] == 3
     assert list(Path(result.path).glob("events.out.tfevents.*")), "the trial wrote TensorBoard events"
 
+
+
+@pytest.mark.ray
+def test_a_search_prepares_its_data_once_and_retried_trials_read_it_from_the_object_store(ray_cluster, tmp_path,
+                                                                                           monkeypatch):
+    """The driver prepares the data (counted: once); then its file is deleted, so a trial, a trial in
+    a reused process or a retried trial that prepared its data again would fail."""
+    from ray import tune
+
+    from test_byo_data import _arrays_file
+
+    path = _arrays_file(tmp_path / "people.npz")
+    preparations = []
+    monkeypatch.setattr(cli, "prepare", lambda wanted: preparations.append(wanted) or prepare(wanted))
+    config, data = cli.prepare_data(validate_config({**TINY, "datasets": ["arrays"], "source_options": {},
+                                                     "data_paths": {"arrays": str(path)}}))
+    path.unlink()
+    assert len(preparations) == 1
+
+    tuner = tune.Tuner(
+        make_trainable(cpus_per_trial=1, data=data), param_space={**config, "lr": tune.grid_search([1e-3, 3e-3])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=1, reuse_actors=True),  # the second reuses the process
+        run_config=tune.RunConfig(name="shared", storage_path=str(tmp_path), callbacks=tune_logger_callbacks(),
+                                  verbose=0))
+    results = sorted(tuner.fit(), key=lambda result: result.config["lr"])
+    assert [result.error for result in results] == [None, None]
+    assert results[0].metrics["pid"] == results[1].metrics["pid"], "Tune reused the trial process"
+    for result in results:  # bit for bit what the trial computes here on the same data
+        alone = Recorder()
+        run_trial(result.config, alone, data=data)
+        assert result.metrics_dataframe["val/accuracy"].tolist() == [m["val/accuracy"] for m in alone.metrics]
+
+    marker = tmp_path / "crashed"
+
+    def crash_after_one_epoch_once(config: dict, data=None) -> None:  # nested: Ray pickles it by value
+        if marker.exists():
+            train_trial(config, data)
+            return
+        train_trial({**config, "max_epochs": 1}, data)
+        marker.touch()
+        raise RuntimeError("injected crash after epoch 1, first attempt only")
+
+    retried = tune_run(tune.with_parameters(crash_after_one_epoch_once, data=data), config, tmp_path, "retried",
+                       max_failures=1)
+    assert marker.exists() and retried.error is None
+    assert retried.metrics_dataframe["epoch"].tolist() == [1.0, 2.0]  # epoch 2 after a restore, on the shared data

@@ -146,6 +146,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # "auto": bf16 on GPUs that support it, fp16 with a loss scaler on older ones, off on a CPU;
     # "bf16" on a CPU runs bf16 autocast there; "fp16" needs a GPU (tcnvae.trainer.resolve_precision)
     "mixed_precision": "auto",
+    "checkpoint_interval": 1,  # epochs between checkpoints (and the last); README "Throughput" says how to choose
     "replay_schedule": None,  # None, or a list of {"epoch": e, <MUTABLE_KEYS>...} (tcnvae.tuning.replay)
 }
 
@@ -179,6 +180,7 @@ def _check_numbers(config: Mapping[str, Any]) -> list[str]:
         ("max_epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
         ("seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
         ("workers_per_trial", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        ("checkpoint_interval", lambda v: _is_int(v) and v >= 1, "an integer >= 1 (epochs)"),
         ("target_labelled_fraction", lambda v: _is_number(v) and 0 < v < 1, "a fraction in (0, 1)"),
         ("use_gpu", lambda v: isinstance(v, bool), "True or False"),
     ]

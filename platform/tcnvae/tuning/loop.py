@@ -1,13 +1,14 @@
 """The training loop of one trial, shared by single-worker Tune trials, Ray Train workers and plain runs.
 
-:func:`run_trial` builds everything from the flat config (data, a TCN-VAE sized from the data, a
-configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy), restores from a checkpoint
-directory when given one, then each epoch: applies the epoch's replayed hyperparameters (if any) and
-the curriculum's stage, trains, validates, evaluates the target slice (if a target domain is set)
-or, with an unlabelled target, the label-free selection scores (:mod:`tcnvae.tuning.selection`),
-logs to TensorBoard, writes a checkpoint directory and hands both to ``report``. Where the report
-goes (Tune, Ray Train, a list in a test) is the caller's business, which is how one loop serves
-every mode.
+A :class:`Trial` builds everything from the flat, validated config (data, a TCN-VAE sized from the
+data, a configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy), restores from a
+checkpoint directory when asked, then runs one epoch at a time: applies the epoch's replayed
+hyperparameters (if any) and the curriculum's stage, trains, validates, evaluates the target slice
+(if a target domain is set) or, with an unlabelled target, the label-free selection scores
+(:mod:`tcnvae.tuning.selection`), and logs to TensorBoard. :func:`run_epochs` drives it and hands
+each epoch's metrics to ``report``, with a checkpoint directory every ``checkpoint_interval`` epochs
+and at the last. Where the report goes (Tune, Ray Train, a list in a test) is the caller's business,
+which is how one loop serves every mode; :func:`run_trial` validates a config and does both.
 
 Reproducibility: the seed fixes the split, the model's initialisation and every epoch's batch order
 (the loader seeds by (seed, epoch)); a checkpoint holds the RNG states and the curriculum's state, so
@@ -22,7 +23,7 @@ import random
 import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,6 @@ from tcnvae.trainer import TCNVAETrainer
 from tcnvae.tuning.build import apply_hyperparameters, build_model, build_trainer, epoch_metrics
 from tcnvae.tuning.config import CURRICULUM_PREFIX, curriculum_params, data_config, validate_config
 from tcnvae.tuning.replay import history_entry, scheduled_values
-from tcnvae.tuning.selection import LabelFreeSelection
 from tcnvae.tuning.tensorboard import STAGE_METRIC, TrialBoard
 
 logger = logging.getLogger(__name__)
@@ -146,9 +146,9 @@ def selects_without_labels(config: Mapping[str, Any]) -> bool:
 def unlabelled_target_metrics(trainer: TCNVAETrainer, test_loader: WindowLoader) -> dict[str, float]:
     """The unlabelled target's held-out accuracy and macro-F1, under ``analysis/``: reported so a study can
     see how selection did, never read by an objective (the target's labels are not to be used)."""
-    trainer.validate(test_loader)
-    return {f"{ANALYSIS_PREFIX}target_accuracy": trainer.last_val_metrics["accuracy"],
-            f"{ANALYSIS_PREFIX}target_macro_f1": trainer.last_val_metrics["macro_f1"]}
+    target = trainer.evaluate(test_loader)
+    return {f"{ANALYSIS_PREFIX}target_accuracy": target["accuracy"],
+            f"{ANALYSIS_PREFIX}target_macro_f1": target["macro_f1"]}
 
 
 def save_trial_checkpoint(directory: Path, trainer: TCNVAETrainer, state: TrialState,
@@ -157,21 +157,26 @@ def save_trial_checkpoint(directory: Path, trainer: TCNVAETrainer, state: TrialS
                      "curriculum": state.curriculum, "config": dict(config)}, directory / CHECKPOINT_FILE)
 
 
-def load_trial_checkpoint(directory: str | Path, trainer: TCNVAETrainer) -> TrialState:
-    """Restore ``trainer`` (weights, optimizer, scheduler, epoch, RNG) from a checkpoint directory.
-
-    An unreadable checkpoint file is named and set aside, and the trial goes on from the newest
-    readable older checkpoint beside it (Tune's numbered ``checkpoint_000123`` folders of the same
-    trial), if any. A copy Tune downloaded elsewhere has no such neighbours: it has no fallback.
-    """
+def tune_checkpoint_candidates(directory: str | Path) -> list[Path]:
+    """The checkpoint files to restore from, newest first: the one in ``directory``, then those of the
+    older of Tune's numbered ``checkpoint_000123`` folders of the same trial beside it, if any. A copy
+    Tune downloaded elsewhere has no such neighbours."""
     directory = Path(directory)
     older = []
     if _TUNE_CHECKPOINT.fullmatch(directory.name):
         older = sorted((sibling for sibling in directory.parent.iterdir()
                         if _TUNE_CHECKPOINT.fullmatch(sibling.name) and sibling.name < directory.name), reverse=True)
-    candidates = [directory / CHECKPOINT_FILE, *(sibling / CHECKPOINT_FILE for sibling in older
-                                                 if (sibling / CHECKPOINT_FILE).is_file())]
-    _, payload = load_newest_intact(candidates, map_location=trainer.device)
+    return [directory / CHECKPOINT_FILE, *(sibling / CHECKPOINT_FILE for sibling in older
+                                           if (sibling / CHECKPOINT_FILE).is_file())]
+
+
+def load_trial_checkpoint(directory: str | Path, trainer: TCNVAETrainer) -> TrialState:
+    """Restore ``trainer`` (weights, optimizer, scheduler, epoch, RNG) from a checkpoint directory.
+
+    An unreadable checkpoint file is named and set aside, and the trial goes on from the newest
+    readable older checkpoint of :func:`tune_checkpoint_candidates`, if any.
+    """
+    _, payload = load_newest_intact(tune_checkpoint_candidates(directory), map_location=trainer.device)
     trainer.load_state_dict(payload["trainer"])
     return TrialState(list(payload["hyperparameter_history"]), dict(payload["curriculum"]))
 
@@ -207,106 +212,252 @@ def _check_batches_per_worker(loader: WindowLoader, world_size: int, stage: str 
                          "lower batch_size or workers_per_trial")
 
 
+LOADER_SETTINGS = ("batch_size", "sampling", "augmentation")
+"""DataConfig fields that only the loaders read: trials that differ in them share the same windows."""
+
+
+def trial_data(config: Mapping[str, Any], shared: PreparedData | None = None) -> PreparedData:
+    """The data of a trial with ``config``: a copy of the search's ``shared`` data (prepared once by the
+    driver) when it holds this config's windows, else prepared here.
+
+    The shared windows serve any trial whose window-deciding settings (datasets, split, seed, channels,
+    rates ...) equal the driver's; the trial's own loader settings (:data:`LOADER_SETTINGS`, e.g. a
+    searched ``batch_size``) apply to them. ``activities`` and ``window_seconds`` as the driver's
+    preparation decided them (what ``cli.prepare_data`` records in the config) match its data. A
+    searched data setting (another window length, say) makes the trial prepare its own data.
+
+    The copy is the trial's own: arrays from Ray's object store are read-only views of memory every
+    trial on the node shares, and torch tensors made from them could write into it.
+    """
+    wanted = data_config(config)
+    if shared is None:
+        return prepare(wanted)
+    if wanted.window_seconds is None:
+        wanted = replace(wanted, window_seconds=shared.config.window_seconds)
+    decided = wanted
+    if shared.config.activities is None and wanted.activities == shared.activity_names:
+        decided = replace(wanted, activities=None)
+    if replace(shared.config, **{name: getattr(wanted, name) for name in LOADER_SETTINGS}) != decided:
+        logger.info("this trial's data settings differ from the search's prepared data: preparing its own")
+        return prepare(data_config(config))
+    return copy.deepcopy(replace(shared, config=wanted))
+
+
+def checkpoint_due(epoch: int, interval: int, end: int) -> bool:
+    """Whether the epoch count ``epoch`` gets a checkpoint: every ``interval`` epochs and at ``end``,
+    the last epoch of the run (so a finished trial, or a fit of a multi-worker trial, always has one)."""
+    return epoch % interval == 0 or epoch >= end
+
+
+class Trial:
+    """One trial of the loop: set up from a validated config, restore, run one epoch at a time, close.
+
+    The set-up builds everything from the flat config (data, a TCN-VAE sized from the data, a
+    configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy). ``config`` must come
+    from :func:`~tcnvae.tuning.config.validate_config`: a trial validates nothing itself, so each
+    caller validates once, where the config arrives (:func:`run_trial`, the Tune trainables).
+    ``data`` is the search's prepared data (see :func:`trial_data`); without it the trial prepares
+    its own. Only rank 0 writes TensorBoard (to ``log_dir``) and checkpoints.
+
+    Ordering is the object's business: :meth:`restore` runs before the first epoch (the curriculum's
+    set-up, which may load pretrained weights, has already run, so the checkpoint has the last word),
+    and the evaluation loaders and the TensorBoard run are made as the first epoch starts, after any
+    restore. (The DDP wrapper comes with the trainer, before the curriculum's set-up, while every
+    parameter still trains.) Use it as a context manager, or call :meth:`close` at the end.
+    """
+
+    def __init__(self, config: Mapping[str, Any], *, data: PreparedData | None = None,
+                 worker: Worker | None = None, log_dir: str | Path | None = None):
+        self.config = dict(config)
+        self.worker = worker or Worker()
+        self.data = trial_data(config, data)
+        seed_everything(config["seed"])  # after the data: the shared and the prepared path start alike
+        # Wrapped for data parallelism while every parameter still trains (no stage applied yet), so DDP
+        # syncs all of them once they are unfrozen.
+        self.trainer = build_trainer(config, build_model(config, self.data), self.worker.device,
+                                     self.worker.parallelize)
+        self.log_dir = log_dir
+        self.state = TrialState()
+        # Page-locked batches on a GPU, so the trainer's non_blocking copies overlap with compute.
+        self._pin_memory = self.worker.device.type == "cuda"
+        self._base_loader = self.data.train_loader(pin_memory=self._pin_memory)
+        self._current = dict(config)  # the config as the epochs run it (a replay changes it)
+        first_epoch = {**config, **scheduled_values(config["replay_schedule"], 0)}  # a replay starts as the trial did
+        self._runner = build_curriculum(first_epoch, self.trainer, self._base_loader)
+        self._runner_params = curriculum_params(first_epoch)
+        self._evaluation: _Evaluation | None = None  # made as the first epoch starts
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed (after a restore, the checkpoint's)."""
+        return self.trainer.epoch
+
+    @property
+    def writes_checkpoints(self) -> bool:
+        return self.worker.rank == 0
+
+    def restore(self, directory: str | Path) -> None:
+        """Continue from the checkpoint in ``directory``, with this trial's config as the hyperparameters.
+
+        After a restore the trial's *current* config sets the hyperparameters, not the checkpoint's:
+        that is how a PBT clone takes the donor's weights with its own perturbed values. The curriculum
+        is likewise built from the current ``curriculum.*`` parameters and continues from the
+        checkpoint's curriculum state (the stage it reached, the epoch it switched at).
+        """
+        if self._evaluation is not None:
+            raise RuntimeError("Trial.restore must come before the first epoch")
+        self.state = load_trial_checkpoint(directory, self.trainer)
+        apply_hyperparameters(self.trainer, self.config)
+        self._runner.load_state_dict(self.state.curriculum)
+        logger.info("restored from %s at epoch %d", directory, self.trainer.epoch)
+
+    def run_epoch(self) -> dict[str, float]:
+        """Run the next epoch and return its metrics (also logged to TensorBoard on rank 0).
+
+        The epoch applies its replayed hyperparameters (if any) and the curriculum's stage, trains,
+        validates, evaluates the target slice (with a target domain) or, with an unlabelled target,
+        the label-free selection scores (:mod:`tcnvae.tuning.selection`).
+        """
+        evaluation = self._evaluation = self._evaluation or self._start()
+        epoch = self.trainer.epoch
+        self._apply_replay(epoch)
+        self.state.hyperparameter_history.append(
+            {**history_entry(epoch, self._current),
+             **{key: value for key, value in self._current.items() if key.startswith(CURRICULUM_PREFIX)}})
+        previous_stage = (self._runner.last_metrics or {}).get(STAGE_METRIC)
+        stage = self._runner.before_epoch(epoch)
+        _check_batches_per_worker(self._base_loader, self.worker.world_size, stage.name)
+        self.trainer.train_epoch(evaluation.train_loader, epoch)
+        metrics = self._evaluate(evaluation)
+        stage_metrics = self._runner.metrics()
+        if evaluation.reports_curriculum:
+            metrics.update(stage_metrics)
+        self._runner.after_epoch({**metrics, **stage_metrics})  # the next decision reads these
+        self.state.curriculum = self._runner.state_dict()
+        if evaluation.board is not None:
+            evaluation.board.log_epoch(metrics, self.trainer.epoch, self.trainer.last_val_metrics["confusion"],
+                                       self.data.activity_names)
+            if evaluation.reports_curriculum and stage_metrics[STAGE_METRIC] != previous_stage:
+                evaluation.board.log_stage(stage, self.trainer.epoch, self.config["max_epochs"])
+        return metrics
+
+    def _apply_replay(self, epoch: int) -> None:
+        """Set the epoch's replayed hyperparameters, if the replay schedule has any; rebuild the
+        curriculum when they change its parameters."""
+        replayed = scheduled_values(self.config["replay_schedule"], epoch)
+        if not replayed:
+            return
+        self._current.update(replayed)
+        apply_hyperparameters(self.trainer, self._current)
+        if curriculum_params(self._current) != self._runner_params:
+            self._runner = _rebuilt_curriculum(self._runner, self._current, self.trainer, self._base_loader)
+            self._runner_params = curriculum_params(self._current)
+
+    def _evaluate(self, evaluation: _Evaluation) -> dict[str, float]:
+        """Count the epoch just trained as done and return its metrics: the target slice, the unlabelled
+        target's analysis scores, validation (whose results the trainer keeps), the label-free scores."""
+        trainer = self.trainer
+        target_accuracy = (trainer.evaluate(evaluation.target_loader)["accuracy"]
+                           if evaluation.target_loader is not None else None)
+        analysis = (unlabelled_target_metrics(trainer, evaluation.test_loader) if evaluation.test_loader is not None
+                    else {})
+        trainer.validate(evaluation.val_loader)
+        trainer.epoch += 1
+        metrics = {**epoch_metrics(trainer, target_accuracy), **analysis}
+        if evaluation.selection is not None:
+            metrics.update(evaluation.selection.metrics(trainer.model, self.worker.device))
+        return metrics
+
+    def save(self, directory: Path) -> None:
+        """Write the trial's checkpoint (:data:`CHECKPOINT_FILE`) into ``directory``."""
+        save_trial_checkpoint(directory, self.trainer, self.state, self._current)
+
+    def close(self) -> None:
+        """End the TensorBoard run: a success when the trial ran all its epochs."""
+        if self._evaluation is not None and self._evaluation.board is not None:
+            self._evaluation.board.close(completed=self.trainer.epoch == self.config["max_epochs"])
+
+    def __enter__(self) -> Trial:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _start(self) -> _Evaluation:
+        config, data, worker, trainer = self.config, self.data, self.worker, self.trainer
+        trainer.metadata = {"data": data.metadata(), "config": dict(config)}  # saved with every checkpoint
+        _check_batches_per_worker(self._base_loader, worker.world_size)
+        unlabelled_target = config["adapt"] == "unlabelled"
+        return _Evaluation(
+            train_loader=(RankShard(self._base_loader, worker.rank, worker.world_size) if worker.world_size > 1
+                          else self._base_loader),
+            val_loader=data.val_loader(pin_memory=self._pin_memory),
+            target_loader=(target_slice(data, config["target_labelled_fraction"], config["seed"], self._pin_memory)
+                           if config["target_domain"] and not unlabelled_target else None),
+            test_loader=data.test_loader(pin_memory=self._pin_memory) if unlabelled_target else None,
+            selection=_label_free_selection(data, config["seed"], self._pin_memory) if selects_without_labels(config) else None,
+            reports_curriculum=config["curriculum"] != "none",  # the baseline's stage never changes: nothing to draw
+            board=(TrialBoard(self.log_dir, config, first_step=trainer.epoch + 1)
+                   if self.log_dir is not None and worker.rank == 0 else None),
+        )
+
+
+@dataclass
+class _Evaluation:
+    """What a trial makes as its first epoch starts: its training shard, the evaluation loaders and
+    scores, and its TensorBoard run."""
+
+    train_loader: Any
+    val_loader: WindowLoader
+    target_loader: WindowLoader | None
+    test_loader: WindowLoader | None
+    selection: Any  # a LabelFreeSelection, or None
+    reports_curriculum: bool
+    board: TrialBoard | None
+
+
+def _label_free_selection(data: PreparedData, seed: int, pin_memory: bool) -> Any:
+    """:class:`~tcnvae.tuning.selection.LabelFreeSelection`, imported here: it needs scikit-learn (with
+    SciPy), which would add about a second to the start of every trial process, most of which never select
+    without labels."""
+    from tcnvae.tuning.selection import LabelFreeSelection
+
+    return LabelFreeSelection(data, seed, pin_memory)
+
+
+def run_epochs(trial: Trial, report: Report, *, restore_dir: str | Path | None = None,
+               until_epoch: int | None = None) -> TrialState:
+    """Drive ``trial`` from its start, or from the checkpoint in ``restore_dir``, to ``max_epochs``
+    (``until_epoch`` stops earlier; the schedules still span ``max_epochs``), then close it.
+
+    Every epoch's metrics go to ``report``; every ``checkpoint_interval`` epochs and at the last one
+    a checkpoint directory goes with them (None otherwise, and on ranks that write none). Returns the
+    final trial state.
+    """
+    with trial:
+        if restore_dir is not None:
+            trial.restore(restore_dir)
+        end = trial.config["max_epochs"] if until_epoch is None else min(until_epoch, trial.config["max_epochs"])
+        while trial.epoch < end:
+            metrics = trial.run_epoch()
+            if not (trial.writes_checkpoints and checkpoint_due(trial.epoch, trial.config["checkpoint_interval"], end)):
+                report(metrics, None)
+                continue
+            with tempfile.TemporaryDirectory(prefix="tcnvae-checkpoint-") as directory:
+                trial.save(Path(directory))
+                report(metrics, Path(directory))
+    return trial.state
+
+
 def run_trial(config: Mapping[str, Any], report: Report, *, restore_dir: str | Path | None = None,
               log_dir: str | Path | None = None, worker: Worker | None = None,
-              until_epoch: int | None = None) -> TrialState:
-    """Run one trial from epoch 0, or from the checkpoint in ``restore_dir``, to ``max_epochs``.
-
-    ``until_epoch`` stops earlier (a multi-worker trial runs its epochs in several Ray Train fits);
-    the schedules still span ``max_epochs``.
-
-    After a restore the trial's *current* config sets the hyperparameters, not the checkpoint's: that
-    is how a PBT clone takes the donor's weights with its own perturbed values. The curriculum is
-    likewise built from the current ``curriculum.*`` parameters and continues from the checkpoint's
-    curriculum state (the stage it reached, the epoch it switched at). Only rank 0 writes TensorBoard
-    (to ``log_dir``) and checkpoints. Returns the final trial state.
+              until_epoch: int | None = None, data: PreparedData | None = None) -> TrialState:
+    """Validate ``config`` and run one :class:`Trial` of it through :func:`run_epochs`: the loop
+    without Ray, and what each Ray Train worker of a multi-worker trial runs.
 
     With a curriculum other than ``none``, each epoch's metrics include the stage (``curriculum/stage``,
     the index of the stage in order of first appearance) and its multipliers and shares
     (``curriculum/*``), and TensorBoard gets a text entry at every change of stage.
     """
-    config = validate_config(config)
-    worker = worker or Worker()
-    seed_everything(config["seed"])
-    data = prepare(data_config(config))
-    model = build_model(config, data)
-    # Wrapped for data parallelism while every parameter still trains (no stage applied yet), so DDP
-    # syncs all of them once they are unfrozen.
-    trainer = build_trainer(config, model, worker.device, worker.parallelize)
-    # Page-locked batches on a GPU, so the trainer's non_blocking copies overlap with compute.
-    pin_memory = worker.device.type == "cuda"
-    base_loader = data.train_loader(pin_memory=pin_memory)
-    schedule = config["replay_schedule"]
-    first_epoch = {**config, **scheduled_values(schedule, 0)}  # a replay's curriculum starts as the trial's did
-    runner = build_curriculum(first_epoch, trainer, base_loader)
-    runner_params = curriculum_params(first_epoch)
-    state = TrialState()
-    if restore_dir is not None:
-        state = load_trial_checkpoint(restore_dir, trainer)
-        apply_hyperparameters(trainer, config)
-        runner.load_state_dict(state.curriculum)
-        logger.info("restored from %s at epoch %d", restore_dir, trainer.epoch)
-    trainer.metadata = {"data": data.metadata(), "config": dict(config)}  # saved with every checkpoint
-    _check_batches_per_worker(base_loader, worker.world_size)
-    train_loader: Any = RankShard(base_loader, worker.rank, worker.world_size) if worker.world_size > 1 else base_loader
-    val_loader = data.val_loader(pin_memory=pin_memory)
-    unlabelled_target = config["adapt"] == "unlabelled"
-    target_loader = (target_slice(data, config["target_labelled_fraction"], config["seed"], pin_memory)
-                     if config["target_domain"] and not unlabelled_target else None)
-    test_loader = data.test_loader(pin_memory=pin_memory) if unlabelled_target else None
-    selection = LabelFreeSelection(data, config["seed"], pin_memory) if selects_without_labels(config) else None
-    reports_curriculum = config["curriculum"] != "none"  # the baseline's stage never changes: nothing to draw
-    board = None
-    if log_dir is not None and worker.rank == 0:
-        board = TrialBoard(log_dir, config, first_step=trainer.epoch + 1)
-    current = dict(config)
-    end = config["max_epochs"] if until_epoch is None else min(until_epoch, config["max_epochs"])
-    try:
-        for epoch in range(trainer.epoch, end):
-            replayed = scheduled_values(schedule, epoch)
-            if replayed:
-                current.update(replayed)
-                apply_hyperparameters(trainer, current)
-                if curriculum_params(current) != runner_params:
-                    runner = _rebuilt_curriculum(runner, current, trainer, base_loader)
-                    runner_params = curriculum_params(current)
-            state.hyperparameter_history.append(
-                {**history_entry(epoch, current),
-                 **{key: value for key, value in current.items() if key.startswith(CURRICULUM_PREFIX)}})
-            previous_stage = (runner.last_metrics or {}).get(STAGE_METRIC)
-            stage = runner.before_epoch(epoch)
-            _check_batches_per_worker(base_loader, worker.world_size, stage.name)
-            trainer.train_epoch(train_loader, epoch)
-            target_accuracy = trainer.validate(target_loader)[1] if target_loader is not None else None
-            analysis = unlabelled_target_metrics(trainer, test_loader) if test_loader is not None else {}
-            trainer.validate(val_loader)
-            trainer.epoch = epoch + 1
-            metrics = epoch_metrics(trainer, target_accuracy)
-            metrics.update(analysis)
-            if selection is not None:
-                metrics.update(selection.metrics(trainer.model, worker.device))
-            stage_metrics = runner.metrics()
-            if reports_curriculum:
-                metrics.update(stage_metrics)
-            runner.after_epoch({**metrics, **stage_metrics})  # the next decision reads these
-            state.curriculum = runner.state_dict()
-            if board is not None:
-                board.log_epoch(metrics, trainer.epoch, trainer.last_val_metrics["confusion"], data.activity_names)
-                if reports_curriculum and stage_metrics[STAGE_METRIC] != previous_stage:
-                    board.log_stage(stage, trainer.epoch, config["max_epochs"])
-            _checkpoint_and_report(report, metrics, trainer, state, current, worker.rank == 0)
-    finally:
-        if board is not None:
-            board.close(completed=trainer.epoch == config["max_epochs"])
-    return state
-
-
-def _checkpoint_and_report(report: Report, metrics: dict[str, float], trainer: TCNVAETrainer,
-                           state: TrialState, config: Mapping[str, Any], writes_checkpoint: bool) -> None:
-    if not writes_checkpoint:
-        report(metrics, None)
-        return
-    with tempfile.TemporaryDirectory(prefix="tcnvae-checkpoint-") as directory:
-        save_trial_checkpoint(Path(directory), trainer, state, config)
-        report(metrics, Path(directory))
-
+    trial = Trial(validate_config(config), data=data, worker=worker, log_dir=log_dir)
+    return run_epochs(trial, report, restore_dir=restore_dir, until_epoch=until_epoch)

@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 from google.protobuf import struct_pb2
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from PIL import Image, ImageDraw, ImageFont
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -130,6 +129,10 @@ def hparam_info(name: str, domain: Any) -> api_pb2.HParamInfo:
     """The HParams declaration of a searched key from its search-space entry: a Tune domain
     (``tune.uniform``, ``tune.choice`` ...), a ``tune.grid_search`` dict, PB2's ``[low, high]`` bounds
     or an Optuna distribution. Ranges become intervals, choices discrete sets."""
+    # Imported here, in the search driver: trial processes import this module too, and Optuna is no
+    # part of a trial (its import adds some 0.4 s to a trial process's start on a loaded 2-core machine).
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
     if isinstance(domain, (Float, Integer)):
         return _interval_info(name, domain.lower, domain.upper)
     if isinstance(domain, Categorical):
@@ -345,7 +348,9 @@ class TrialBoard:
 
     ``first_step`` > 1 means the trial resumed from a checkpoint (a crash, a PBT exploit, the next fit
     of a multi-worker trial): events a previous attempt wrote at or after that step are purged, so a
-    crash between logging and checkpointing leaves no duplicates. The HParams session starts with the
+    crash between logging and checkpointing leaves no duplicates. The confusion matrix is drawn when
+    the objective (``config["objective"]``) improves on this run's best and at the last epoch
+    (``max_epochs``), not every epoch: drawing it is most of what logging an epoch costs. The HParams session starts with the
     trial (its start time and config), so HParams shows the hyperparameters a trial *started* with
     (TensorBoard keeps the first session of a run); a PBT trial's later values are in its checkpoints'
     hyperparameter history.
@@ -353,6 +358,9 @@ class TrialBoard:
 
     def __init__(self, log_dir: str | Path, config: Mapping[str, Any], first_step: int = 1):
         self.writer = SummaryWriter(str(log_dir), purge_step=first_step if first_step > 1 else None)
+        self.objective = OBJECTIVES[config["objective"]]
+        self.last_step = config["max_epochs"]
+        self.best = -math.inf  # the objective's best so far in this process (a resumed run draws its first epoch)
         if first_step == 1:
             start = plugin_data_pb2.SessionStartInfo(start_time_secs=time.time())
             for key, value in sorted(config.items()):
@@ -362,15 +370,19 @@ class TrialBoard:
 
     def log_epoch(self, metrics: Mapping[str, float], step: int, confusion: np.ndarray | None = None,
                   class_names: Sequence[str] = ()) -> None:
-        """Every metric as a scalar at ``step``; the confusion matrix as an image, latest = trial's end.
+        """Every metric as a scalar at ``step``; the confusion matrix as an image where the objective
+        improved and at the last epoch.
 
-        The image is written every epoch because a trial can end at any report (ASHA stops it, PBT
-        replaces it): the slider's last image is always the state the trial ended in.
+        So the slider's last image shows the trial's best epoch so far, or its end when it ran its
+        course; a trial the scheduler stopped early keeps the image of its best epoch.
         """
         for tag, value in metrics.items():
             if tag != "epoch":
                 self.writer.add_scalar(tag, value, step)
-        if confusion is not None:
+        score = metrics.get(self.objective, -math.inf)
+        improved = score > self.best
+        self.best = max(self.best, score)
+        if confusion is not None and (improved or step >= self.last_step):
             summary = image_summary(CONFUSION_TAG, confusion_image(confusion, class_names), dataformats="HWC")
             summary.value[0].metadata.summary_description = confusion_description(class_names)
             summary.value[0].metadata.plugin_data.plugin_name = "images"  # what TensorBoard files it under
