@@ -234,10 +234,10 @@ def trial_data(config: Mapping[str, Any], shared: PreparedData | None = None) ->
         return prepare(wanted)
     if wanted.window_seconds is None:
         wanted = replace(wanted, window_seconds=shared.config.window_seconds)
-    decided = wanted
+    comparable = wanted  # as the driver's data holds it: activities left to the data are None there
     if shared.config.activities is None and wanted.activities == shared.activity_names:
-        decided = replace(wanted, activities=None)
-    if replace(shared.config, **{name: getattr(wanted, name) for name in LOADER_SETTINGS}) != decided:
+        comparable = replace(wanted, activities=None)
+    if replace(shared.config, **{name: getattr(wanted, name) for name in LOADER_SETTINGS}) != comparable:
         logger.info("this trial's data settings differ from the search's prepared data: preparing its own")
         return prepare(data_config(config))
     return copy.deepcopy(replace(shared, config=wanted))

@@ -350,10 +350,10 @@ class TrialBoard:
     of a multi-worker trial): events a previous attempt wrote at or after that step are purged, so a
     crash between logging and checkpointing leaves no duplicates. The confusion matrix is drawn when
     the objective (``config["objective"]``) improves on this run's best and at the last epoch
-    (``max_epochs``), not every epoch: drawing it is most of what logging an epoch costs. The HParams session starts with the
-    trial (its start time and config), so HParams shows the hyperparameters a trial *started* with
-    (TensorBoard keeps the first session of a run); a PBT trial's later values are in its checkpoints'
-    hyperparameter history.
+    (``max_epochs``), not every epoch: drawing it is most of what logging an epoch costs. The HParams
+    session starts with the trial (its start time and config), so HParams shows the hyperparameters a
+    trial *started* with (TensorBoard keeps the first session of a run); a PBT trial's later values
+    are in its checkpoints' hyperparameter history.
     """
 
     def __init__(self, log_dir: str | Path, config: Mapping[str, Any], first_step: int = 1):
