@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
         # Ends a trial at its last epoch before PBT sees the result: an exploit there would
         # replace the finished trial with a copy of another and train nothing.
         stop={"training_iteration": config["max_epochs"]},
-    )
+        data=data)
     best = summarise_search(results, experiment, list(bounds), [metric])
     if best is None:
         return results

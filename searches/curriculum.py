@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         # What TensorBoard's HParams shows: the loss weights, the curriculum, every policy's parameters.
         searched={**space.base, "curriculum": CategoricalDistribution(specs),
                   **{key: domain for policy in space.curricula.values() for key, domain in policy.items()}},
-    )
+        data=data)
     summarise_search(results, experiment, space.hyperparameters(), [metric])
     return results
 

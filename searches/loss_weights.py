@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         args, experiment, config, param_space={**config, **space}, searcher=searcher, scheduler=scheduler,
         num_samples=args.num_samples or (1 if args.search == "grid" else NUM_SAMPLES),
         checkpoints=search.keep_best_checkpoints(metrics[0]),
-    )
+        data=data)
     summarise_search(results, experiment, list(space), metrics)
     return results
 

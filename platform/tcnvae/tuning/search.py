@@ -33,6 +33,7 @@ from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
 from tcnvae.tuning.optuna_search import ResumableOptunaSearch
 from tcnvae.tuning.progress import SearchProgress, console_verbosity, quiet_snapshot_warnings
 from tcnvae.tuning.tensorboard import is_search_domain, tune_logger_callbacks, write_search_start
+from tcnvae.data.pipeline import PreparedData
 from tcnvae.tuning.trainable import make_trainable
 
 OPTUNA_STUDY_FILE = "optuna.db"
@@ -96,7 +97,8 @@ def search_algorithm(searcher: OptunaTPE | RandomSearch, experiment: Path, seed:
 def run_search(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], *,
                param_space: dict[str, Any], searcher: OptunaTPE | RandomSearch, scheduler: Any,
                num_samples: int, checkpoints: tune.CheckpointConfig,
-               stop: Mapping[str, Any] | None = None, searched: Mapping[str, Any] | None = None) -> tune.ResultGrid:
+               stop: Mapping[str, Any] | None = None, searched: Mapping[str, Any] | None = None,
+               data: PreparedData | None = None) -> tune.ResultGrid:
     """Start Ray, then run the new search (or with ``--resume`` continue the interrupted one) to its end.
 
     Call it last, once the config, the data, the space and the experiment folder are checked
@@ -105,11 +107,12 @@ def run_search(args: argparse.Namespace, experiment: Path, config: Mapping[str, 
     arguments describing a new search are then not used.
 
     ``searched``: the searched keys and their domains, for TensorBoard's HParams summary; default:
-    the Tune domains in ``param_space`` (a define-by-run space passes its own).
+    the Tune domains in ``param_space`` (a define-by-run space passes its own). ``data``: the data
+    ``cli.prepare_data`` prepared; trials read it from Ray's object store instead of preparing it again.
     """
     start_ray(args, config)
     # The one place the trainable is made, for a new search and a resumed one alike.
-    trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
+    trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"], data=data)
     if args.resume:
         tuner = _restore_tuner(args, experiment, trainable)
     else:
