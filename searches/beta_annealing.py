@@ -28,6 +28,7 @@ from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2
 
+from tcnvae.beta_schedules import BETA_SCHEDULES
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import cli, schedulers, search, spaces
 from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
@@ -38,12 +39,6 @@ from tcnvae.tuning.results import summarise_search
 # This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG. Change with --set KEY=VALUE.
 RECIPE_DEFAULTS = {"max_epochs": 12}
 POPULATION = 4  # trials, unless --num-samples says otherwise
-# The β schedule's parameters that the population moves, and their ranges (in epochs of a 12-epoch run).
-SCHEDULE_BOUNDS = {
-    "linear": {"beta_warmup_epochs": [1.0, 8.0]},
-    "cyclical": {"beta_cycle_epochs": [2.0, 8.0], "beta_ramp_fraction": [0.2, 1.0]},
-    "sigmoid": {"beta_center_epoch": [0.0, 8.0], "beta_steepness": [0.5, 4.0]},
-}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,7 +46,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--scheduler", choices=["pbt", "pb2"], default="pbt",
                         help="pbt: random perturbations; pb2: a bandit picks them, better with small populations "
                              "(default: pbt)")
-    parser.add_argument("--beta-schedule", choices=sorted(SCHEDULE_BOUNDS), default="linear",
+    # The β schedules registered now with parameters the population can move, within the schedules' own
+    # ranges (BetaSchedule.search_bounds).
+    movable = sorted(name for name in BETA_SCHEDULES if spaces.beta_schedule_bounds(name))
+    parser.add_argument("--beta-schedule", choices=movable, default="linear",
                         help="the β schedule whose parameters the population moves (default: linear)")
     parser.add_argument("--perturbation-interval", type=int, default=2,
                         help="epochs between exploit/explore steps (default: 2)")
@@ -97,7 +95,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
     config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule})
     interval = schedulers.perturbation_interval(args.perturbation_interval, config["max_epochs"])
     config, data = cli.prepare_data(config)
-    bounds = {**spaces.loss_weight_bounds(), **SCHEDULE_BOUNDS[args.beta_schedule]}
+    bounds = {**spaces.loss_weight_bounds(), **spaces.beta_schedule_bounds(args.beta_schedule)}
     if config["adapt"] == "unlabelled":
         bounds.update(spaces.adaptation_bounds())  # adapting is the domain head's job: its weight and α ramp
     bounds = cli.search_space(args, config, bounds, len(data.train))

@@ -92,8 +92,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rows: list[dict[str, float]] = []
     average = 0.0
     for step, (batch, lr) in enumerate(zip(batches(loader, args.epochs), rates)):
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = lr
+        trainer.set_learning_rate(float(lr))
         loss = trainer.train_epoch([batch], 0)  # one step: the loss of this batch before the update
         if trainer.last_train_metrics["skipped_steps"]:
             print(f"the loss became non-finite at lr = {lr:.3g}; the sweep ends there")

@@ -7,7 +7,6 @@ test, and the command-line probes run the search as a subprocess with a timeout 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
@@ -21,15 +20,9 @@ import pytest
 import ray
 
 from tcnvae.tuning import cli, config, provenance
+from tests.test_searches import recipe
 
 SEARCHES = Path(__file__).resolve().parents[1] / "searches"
-
-
-def recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"bad_inputs_{name}", SEARCHES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from tcnvae.trainer import TCNVAETrainer
 from tcnvae.tuning import spaces
 from tcnvae.tuning.build import build_trainer
 from tcnvae.tuning.config import mutable_keys, validate_config
+from tests.test_searches import recipe
 
 CLASSES = 3
 
@@ -115,6 +116,8 @@ def test_a_registered_beta_schedule_is_a_checked_config_key_with_no_other_edit(s
     schedule = Objective.from_config(config).beta_schedule
     assert isinstance(schedule, StepUp) and schedule.step_epoch == 2.0
     assert spaces.beta_schedule_bounds("step_up_test") == {"beta_step_epoch": [1.0, 6.0]}
+    # PBT's recipe offers it, and would move beta_step_epoch within those bounds.
+    assert recipe("beta_annealing").parse_args(["--beta-schedule", "step_up_test"]).beta_schedule == "step_up_test"
     trainer = build_trainer(config, small_model(), torch.device("cpu"))
     trainer.train_epoch(windows(24), 0)
     assert trainer.last_train_metrics["beta"] == 0.0  # before the step

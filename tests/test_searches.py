@@ -233,7 +233,7 @@ def test_pbt_clones_continue_from_the_cloned_epoch_and_the_replay_reproduces_the
         "--storage-path", str(tmp_path), "--name", "pbt", "--num-samples", "2", "--max-epochs", "4",
         "--perturbation-interval", "1", "--quantile-fraction", "0.5", "--synch", "--set", "batch_size=16",
         "--set", "lr=0.01", *TINY])
-    bounds = {**spaces.loss_weight_bounds(), **beta_annealing.SCHEDULE_BOUNDS["linear"]}
+    bounds = {**spaces.loss_weight_bounds(), **spaces.beta_schedule_bounds("linear")}
     histories = []
     for result in results:
         assert epochs_reported(Path(result.path)).count(1) == 1  # no trial started over from epoch 1
