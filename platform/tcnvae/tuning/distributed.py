@@ -19,6 +19,10 @@ The run can get up to about three epochs ahead of Tune's decisions (each hand-ov
 worker's report, the controller's callback, the queue), but only when its epochs are shorter than
 Tune's handling of a result; with epochs of seconds it is ahead by the epoch it is computing.
 
+The search's prepared data (``make_trainable(..., data=...)``) reaches the workers through Ray's
+object store: the Tune function puts its copy there once per Train run and every worker reads it, so
+no worker prepares the data again.
+
 Every worker records its start-up in the trial folder (:data:`WORKER_STARTS_DIR`), which is how a
 test or a benchmark counts worker-group starts (:func:`worker_group_starts`). Multi-worker trials
 pass checkpoints and TensorBoard files through the trial directory, so all workers must see it: one
@@ -51,6 +55,7 @@ from ray.util.queue import Empty, Queue
 from torch import nn
 
 from tcnvae.checkpoints import write_json
+from tcnvae.data.pipeline import PreparedData
 from tcnvae.tuning.config import validate_config
 from tcnvae.tuning.loop import Worker, run_trial
 
@@ -189,15 +194,19 @@ def _train_worker(payload: dict[str, Any]) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(checkpoint_dir) if checkpoint_dir is not None else None
         ray.train.report(metrics, checkpoint=checkpoint)
 
-    run_trial(payload["config"], report, restore_dir=payload["restore_dir"], log_dir=log_dir, worker=worker)
+    data = ray.get(payload["data"]) if payload["data"] is not None else None
+    run_trial(payload["config"], report, restore_dir=payload["restore_dir"], log_dir=log_dir, worker=worker,
+              data=data)
 
 
-def distributed_trial(config: dict[str, Any], resources_per_worker: dict[str, float] | None = None) -> None:
+def distributed_trial(config: dict[str, Any], resources_per_worker: dict[str, float] | None = None,
+                      data: PreparedData | None = None) -> None:
     """Multi-worker Tune function: ``workers_per_trial`` DDP workers in one Ray Train run, each epoch's
     result and checkpoint reported to Tune as it comes. Give Tune :func:`distributed_trainable`, whose
     trainable class also ends the run when Tune stops the trial.
 
     ``resources_per_worker`` is Ray Train's (default: one CPU, plus one GPU with ``use_gpu``).
+    ``data``: the search's prepared data, handed to every worker; without it each worker prepares its own.
     """
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -212,7 +221,9 @@ def distributed_trial(config: dict[str, Any], resources_per_worker: dict[str, fl
             tempfile.TemporaryDirectory(prefix="tcnvae-train-") as runs, _epoch_queue() as epochs:
         trainer = TorchTrainer(
             _train_worker,
-            train_loop_config={"config": config, "restore_dir": restore_dir, "log_dir": str(trial_dir)},
+            # The data by reference: each worker reads it from the object store (trial_data copies it).
+            train_loop_config={"config": config, "restore_dir": restore_dir, "log_dir": str(trial_dir),
+                               "data": ray.put(data) if data is not None else None},
             scaling_config=ScalingConfig(num_workers=config["workers_per_trial"], use_gpu=config["use_gpu"],
                                          resources_per_worker=resources_per_worker),
             torch_config=TorchConfig(backend="nccl" if config["use_gpu"] else "gloo"),
@@ -252,10 +263,12 @@ def _forward_epochs(run: TrainRun, epochs: Queue) -> None:
         run.future.result()
 
 
-def distributed_trainable(cpus_per_trial: float, gpus_per_trial: float, workers_per_trial: int) -> Any:
+def distributed_trainable(cpus_per_trial: float, gpus_per_trial: float, workers_per_trial: int,
+                          data: PreparedData | None = None) -> Any:
     """The Tune trainable of ``workers_per_trial``-worker trials on ``cpus_per_trial`` CPUs and
     ``gpus_per_trial`` GPUs, split evenly across the workers, less :data:`DRIVER_CPUS` for the Tune
-    function that drives them (:func:`~tcnvae.tuning.trainable.make_trainable` checks the resources)."""
+    function that drives them (:func:`~tcnvae.tuning.trainable.make_trainable` checks the resources),
+    on the search's prepared ``data`` when given (into Ray's object store once, by ``tune.with_parameters``)."""
     if cpus_per_trial <= DRIVER_CPUS:
         raise ValueError(f"cpus_per_trial={cpus_per_trial}: expected more than {DRIVER_CPUS} for a "
                          f"{workers_per_trial}-worker trial (its driver takes {DRIVER_CPUS})")
@@ -264,8 +277,9 @@ def distributed_trainable(cpus_per_trial: float, gpus_per_trial: float, workers_
     if use_gpu:
         per_worker["GPU"] = gpus_per_trial / workers_per_trial
 
-    def tcnvae_distributed_trial(config: dict[str, Any]) -> None:
-        distributed_trial({**config, "workers_per_trial": workers_per_trial, "use_gpu": use_gpu}, per_worker)
+    def tcnvae_distributed_trial(config: dict[str, Any], data: PreparedData | None = None) -> None:
+        distributed_trial({**config, "workers_per_trial": workers_per_trial, "use_gpu": use_gpu}, per_worker, data)
 
     tcnvae_distributed_trial.__mixins__ = (EndsItsTrainRun,)  # read by Tune when it wraps the function
-    return tune.with_resources(tcnvae_distributed_trial, {"cpu": DRIVER_CPUS})
+    trainable = tune.with_parameters(tcnvae_distributed_trial, data=data) if data is not None else tcnvae_distributed_trial
+    return tune.with_resources(trainable, {"cpu": DRIVER_CPUS})

@@ -78,8 +78,8 @@ def make_trainable(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers
     ``data``: the search's data, prepared once by the driver (``cli.prepare_data``). It goes into
     Ray's object store once (``tune.with_parameters``) and every single-worker trial, retried and
     PBT-cloned ones included, reads it from there instead of preparing it again (a trial whose data
-    settings differ, e.g. a searched window length, prepares its own: :func:`~tcnvae.tuning.loop.trial_data`).
-    Multi-worker trials do not take it yet: each worker prepares its data.
+    settings differ, e.g. a searched window length, prepares its own: :func:`~tcnvae.tuning.loop.trial_data`);
+    so does every worker of a multi-worker trial.
     """
     check_resources(cpus_per_trial, gpus_per_trial, workers_per_trial)
     use_gpu = gpus_per_trial > 0
@@ -90,4 +90,4 @@ def make_trainable(cpus_per_trial: float = 1, gpus_per_trial: float = 0, workers
         trainable = tune.with_parameters(tcnvae_trial, data=data) if data is not None else tcnvae_trial
         return tune.with_resources(trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
 
-    return distributed_trainable(cpus_per_trial, gpus_per_trial, workers_per_trial)
+    return distributed_trainable(cpus_per_trial, gpus_per_trial, workers_per_trial, data)
