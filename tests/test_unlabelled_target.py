@@ -11,7 +11,7 @@ import ray
 from tcnvae.data import DataConfig, prepare
 from tcnvae.data.splits import unlabelled_target_split, with_subject_groups
 from tcnvae.tuning import cli
-from tcnvae.tuning.config import validate_config
+from tcnvae.tuning.config import ADAPT_DEFAULTS, validate_config
 from tcnvae.tuning.loop import run_trial
 from tcnvae.tuning.selection import dev_risk, importance_weights
 from tests.test_searches import TINY, read_csv, recipe
@@ -131,6 +131,15 @@ def test_a_trials_selection_metrics_do_not_depend_on_the_target_labels(tmp_path,
     assert reports[False]["train/unlabelled"] > 0
 
 
+def test_adapting_to_an_unlabelled_target_brings_its_own_defaults_and_given_values_win():
+    adapting = validate_config({"adapt": "unlabelled", "target_domain": "synthetic_b"})
+    assert {key: adapting[key] for key in ADAPT_DEFAULTS} == ADAPT_DEFAULTS
+    assert validate_config({})["sampling"] == "uniform" and validate_config({})["lambda_ent"] == 0
+    given = validate_config({"adapt": "unlabelled", "target_domain": "synthetic_b", "objective": "dev",
+                             "sampling": "uniform", "lambda_dom": 0.5})
+    assert (given["objective"], given["sampling"], given["lambda_dom"]) == ("dev", "uniform", 0.5)
+
+
 def test_search_flags_reach_the_trial_config(tmp_path):
     parser = cli.search_parser("test")
     args = parser.parse_args(["--target-domain", "synthetic_b", "--adapt", "unlabelled", "--metric", "dev"])
@@ -156,6 +165,7 @@ def test_a_search_adapts_to_an_unlabelled_target_ranks_by_dev_and_logs_the_targe
     best = json.loads((experiment / "best_config.json").read_text())
     assert best["adapt"] == "unlabelled" and best["objective"] == "dev"
     assert 0.01 <= best["lambda_dom"] <= 1.0 and 1.0 <= best["alpha_ramp_epochs"] <= 20.0  # searched for adaptation
+    assert 0 < best["lambda_ent"] <= 2.0
 
 
 def _recordings_file(path):
