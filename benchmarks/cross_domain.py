@@ -55,7 +55,8 @@ METHODS = ("source_only", "dann", "searched")
 PICKED_BY = ("dev", "source_risk")  # the label-free scores whose picks are printed for analysis
 
 
-def scenario_config(path: Path, scenario: int, seed: int, epochs: int, batch_size: int, val_people: int) -> dict[str, Any]:
+def scenario_config(path: Path, scenario: int, seed: int, epochs: int, batch_size: int,
+                    val_people: int) -> dict[str, Any]:
     """The trial config of adapting from group ``scenario`` to the next, with the adaptation defaults."""
     return validate_config({
         "datasets": ["uci_har"], "data_paths": {"uci_har": str(path)}, "channel_set": "uci9",

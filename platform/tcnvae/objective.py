@@ -1,7 +1,7 @@
 """The training objective as one object:
 ``total = recon + β·s(t)·KL + λ_act·activity + λ_dom·domain + λ_ent·entropy``.
 
-:class:`Objective` owns everything that shapes the loss: the weights (β, λ_act, λ_dom), the β schedule
+:class:`Objective` owns everything that shapes the loss: the weights (β, λ_act, λ_dom, λ_ent), the β schedule
 ``s`` and its parameters, the gradient-reversal ramp α, label smoothing and the curricula's per-term
 multipliers. Its :meth:`~Objective.window_terms` and :meth:`~Objective.total` are the one loss formula:
 the trainer's batch loss and the self-paced curriculum's per-window difficulty both come from them.
@@ -215,8 +215,8 @@ class Objective:
                     domain_labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each term averaged over the windows it applies to: the activity term over labelled windows,
         the entropy term over unlabelled ones, the domain term over windows of known domain, the others
-        over all. A term with no window to
-        average is a zero that keeps the graph (a mean over nothing would be NaN)."""
+        over all. A term with no window to average is a zero that keeps the graph (a mean over nothing
+        would be NaN)."""
         counted = {"activity": activity_labels >= 0, "domain": domain_labels >= 0,
                    "entropy": activity_labels == UNLABELLED}
         means = {}

@@ -62,7 +62,8 @@ ADAPT_DEFAULTS: dict[str, Any] = {
     # reversed gradient was too weak to align them. 0.3 with the target-entropy term measured best.
     "lambda_dom": 0.3,
     "lambda_ent": 1.0,
-    "objective": "source_risk",  # held-out source people's cross-entropy: DEV's assumptions are not needed
+    # Needs no density ratio; DEV's, fitted on one or two validation people, is noisy (README).
+    "objective": "source_risk",
 }
 """What ``adapt="unlabelled"`` changes in :data:`DEFAULT_CONFIG` for the keys a config leaves unset: the
 settings benchmarks/cross_domain.py measured (README, "Domain adaptation")."""

@@ -87,8 +87,8 @@ def importance_weights(validation_features: np.ndarray, target_features: np.ndar
     is_target = np.concatenate([np.zeros(len(validation_features)), np.ones(len(target_features))])
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
     p_target = cross_val_predict(classifier, features, is_target, method="predict_proba",
-                                 cv=StratifiedKFold(folds, shuffle=True, random_state=seed))[:len(validation_features), 1]
-    p_target = np.clip(p_target, _PROBABILITY_FLOOR, 1 - _PROBABILITY_FLOOR)
+                                 cv=StratifiedKFold(folds, shuffle=True, random_state=seed))[:, 1]
+    p_target = np.clip(p_target[:len(validation_features)], _PROBABILITY_FLOOR, 1 - _PROBABILITY_FLOOR)
     return len(validation_features) / len(target_features) * p_target / (1 - p_target)
 
 

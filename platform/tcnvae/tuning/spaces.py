@@ -77,7 +77,8 @@ def adaptation_bounds() -> dict[str, list[float]]:
 
 def adaptation_space() -> dict[str, Any]:
     """Sampled λ_dom (log scale), α ramp and λ_ent for unlabelled-target searches."""
-    return {"lambda_dom": tune.loguniform(*ADAPT_LAMBDA_DOM), "alpha_ramp_epochs": tune.uniform(*ADAPT_ALPHA_RAMP_EPOCHS),
+    return {"lambda_dom": tune.loguniform(*ADAPT_LAMBDA_DOM),
+            "alpha_ramp_epochs": tune.uniform(*ADAPT_ALPHA_RAMP_EPOCHS),
             "lambda_ent": tune.uniform(*ADAPT_LAMBDA_ENT)}
 
 
