@@ -165,7 +165,7 @@ def test_a_search_adapts_to_an_unlabelled_target_ranks_by_dev_and_logs_the_targe
     best = json.loads((experiment / "best_config.json").read_text())
     assert best["adapt"] == "unlabelled" and best["objective"] == "dev"
     assert 0.01 <= best["lambda_dom"] <= 1.0 and 1.0 <= best["alpha_ramp_epochs"] <= 20.0  # searched for adaptation
-    assert 0 < best["lambda_ent"] <= 2.0
+    assert 0 < best["lambda_ent"] <= 0.5
 
 
 def _recordings_file(path):
