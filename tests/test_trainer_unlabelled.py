@@ -13,9 +13,10 @@ from tests.test_trainer import oscillation_windows, quiet, small_model
 PARTS = {"activity head": "activity_classifier", "domain head": "domain_classifier", "decoder": "decoder"}
 
 
-def gradients_after_one_step(data, activity, domain):
+def gradients_after_one_step(data, activity, domain, lambda_ent=0.0):
     """The gradients of one training step on one batch (a plain torch DataLoader), per model part."""
     trainer = quiet(TCNVAETrainer(small_model(seed=0, dropout=0.0), "cpu"))
+    trainer.lambda_ent = lambda_ent
     trainer.grad_clip = None  # clipping rescales every gradient by the total norm
     trainer.train_epoch(DataLoader(TensorDataset(data, activity, domain), batch_size=len(data)), 0)
     model = trainer.model
@@ -46,6 +47,23 @@ def test_an_all_unlabelled_batch_trains_everything_but_the_activity_head():
     metrics = trainer.last_train_metrics
     assert (metrics["labelled"], metrics["unlabelled"], metrics["steps"]) == (0, 8, 1)
     assert math.isnan(metrics["activity"]) and math.isfinite(metrics["total"])
+
+
+def test_with_an_entropy_weight_unlabelled_windows_sharpen_the_activity_head_and_labelled_ones_do_not():
+    data, activity, domain = oscillation_windows(9, seed=3)
+    torch.manual_seed(0)
+    labelled, trainer = gradients_after_one_step(data[:8], activity[:8], domain[:8], lambda_ent=1.0)
+    assert trainer.last_train_metrics["entropy"] == 0  # no unlabelled window: no entropy term
+    torch.manual_seed(0)
+    without_entropy, _ = gradients_after_one_step(data[:8], activity[:8], domain[:8])
+    torch.testing.assert_close(labelled["activity head"], without_entropy["activity head"])
+    activity_with_unlabelled = torch.cat([activity[:8], torch.tensor([UNLABELLED])])
+    torch.manual_seed(0)
+    with_unlabelled, trainer = gradients_after_one_step(data, activity_with_unlabelled, domain, lambda_ent=1.0)
+    assert not torch.allclose(with_unlabelled["activity head"], labelled["activity head"])
+    # The term is the entropy of the unlabelled window's prediction: at most log(classes) nats.
+    classes = trainer.model.activity_classifier[-1].out_features
+    assert 0 < trainer.last_train_metrics["entropy"] <= math.log(classes)
 
 
 def test_unlabelled_windows_are_left_out_of_accuracy_and_f1():

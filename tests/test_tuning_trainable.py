@@ -42,7 +42,7 @@ TINY = {
     "checkpoint_interval": 1,  # every epoch: the crash and resume tests count on it
 }
 LOOP_METRICS = {
-    "epoch", "loss/total", "loss/recon", "loss/kl", "loss/activity", "loss/domain", "schedule/beta",
+    "epoch", "loss/total", "loss/recon", "loss/kl", "loss/activity", "loss/domain", "loss/entropy", "schedule/beta",
     "schedule/alpha", "schedule/lr", "train/domain_accuracy", "val/loss", "val/accuracy", "val/macro_f1",
     "val/worst_domain_accuracy", "val/domain_classifier_accuracy", "val/domain/synthetic_a",
     "val/domain/synthetic_b", "train/unlabelled", "train/nonfinite_input_batches",

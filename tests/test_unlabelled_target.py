@@ -2,6 +2,7 @@
 join training without labels, its other subjects are the test side, and selection reads no target label."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import ray
 from tcnvae.data import DataConfig, prepare
 from tcnvae.data.splits import unlabelled_target_split, with_subject_groups
 from tcnvae.tuning import cli
-from tcnvae.tuning.config import validate_config
+from tcnvae.tuning.config import ADAPT_DEFAULTS, validate_config
 from tcnvae.tuning.loop import run_trial
 from tcnvae.tuning.selection import dev_risk, importance_weights
 from tests.test_searches import TINY, read_csv, recipe
@@ -33,10 +34,15 @@ def test_unlabelled_windows_reach_the_training_batches_with_label_minus_one_and_
     data = prepare(DataConfig(split="unlabelled:synthetic_b", batch_size=32, sampling="target_balanced"))
     assert data.metadata()["unlabelled"]["windows"] == len(data.unlabelled) > 0
     target = data.domain_names.index("synthetic_b")
-    for _, activity, domain in data.train_loader():
+    loader = data.train_loader()
+    for _, activity, domain in loader:
         unlabelled = activity == -1
         assert int(unlabelled.sum()) == 16  # half of every batch is unlabelled target
         assert (domain[unlabelled] == target).all() and (domain[~unlabelled] != target).all()
+    # An epoch is one pass over the labelled windows, however many target windows there are.
+    assert len(loader) == math.ceil(len(data.train) / 16)
+    loader.set_subset(np.concatenate([np.arange(len(data.train)), len(data.train) + np.arange(10)]))
+    assert len(loader) == math.ceil(len(data.train) / 16)
     assert set(data.test.subject) | set(data.unlabelled.subject) == {f"synthetic_b:{i}" for i in range(1, 7)}
 
 
@@ -76,11 +82,17 @@ def test_a_bad_target_fails_before_ray_starts(monkeypatch, tmp_path, shared_data
         recipe("loss_weights").main(["--storage-path", str(tmp_path), *paths, *argv])
 
 
-def test_dev_weights_favour_target_like_windows_and_uniform_weights_give_the_plain_mean():
+def test_dev_weights_favour_target_like_validation_windows_and_average_one():
     rng = np.random.default_rng(0)
-    source, target = rng.normal(0, 1, (400, 2)), rng.normal(1.5, 1, (400, 2))
-    weights = importance_weights(source, target, np.array([[-1.5, -1.5], [0.0, 0.0], [1.5, 1.5]]))
-    assert weights[0] < weights[1] < weights[2]
+    validation, target = rng.normal(0, 1, (400, 2)), rng.normal(0.75, 1, (400, 2))
+    weights = importance_weights(validation, target)
+    towards_target = np.argsort(validation.sum(axis=1))
+    assert weights[towards_target[:100]].mean() < 0.5 < 2 < weights[towards_target[-100:]].mean()
+    # A density ratio against the windows it weighs averages 1 over them (E_validation[p_t/p_v] = 1);
+    # against the training windows the encoder has fitted, real runs averaged 5 to 60.
+    assert weights.mean() == pytest.approx(1, abs=0.1)
+    with pytest.raises(ValueError, match="at least 5 validation and 5 target windows"):
+        importance_weights(validation[:3], target)
     losses = rng.uniform(0, 2, 50)
     assert dev_risk(np.ones(50), losses) == pytest.approx(losses.mean())
     # The control variate: with weights correlated to the losses, DEV differs from the weighted mean.
@@ -119,6 +131,15 @@ def test_a_trials_selection_metrics_do_not_depend_on_the_target_labels(tmp_path,
     assert reports[False]["train/unlabelled"] > 0
 
 
+def test_adapting_to_an_unlabelled_target_brings_its_own_defaults_and_given_values_win():
+    adapting = validate_config({"adapt": "unlabelled", "target_domain": "synthetic_b"})
+    assert {key: adapting[key] for key in ADAPT_DEFAULTS} == ADAPT_DEFAULTS
+    assert validate_config({})["sampling"] == "uniform" and validate_config({})["lambda_ent"] == 0
+    given = validate_config({"adapt": "unlabelled", "target_domain": "synthetic_b", "objective": "dev",
+                             "sampling": "uniform", "lambda_dom": 0.5})
+    assert (given["objective"], given["sampling"], given["lambda_dom"]) == ("dev", "uniform", 0.5)
+
+
 def test_search_flags_reach_the_trial_config(tmp_path):
     parser = cli.search_parser("test")
     args = parser.parse_args(["--target-domain", "synthetic_b", "--adapt", "unlabelled", "--metric", "dev"])
@@ -144,6 +165,7 @@ def test_a_search_adapts_to_an_unlabelled_target_ranks_by_dev_and_logs_the_targe
     best = json.loads((experiment / "best_config.json").read_text())
     assert best["adapt"] == "unlabelled" and best["objective"] == "dev"
     assert 0.01 <= best["lambda_dom"] <= 1.0 and 1.0 <= best["alpha_ramp_epochs"] <= 20.0  # searched for adaptation
+    assert 0 < best["lambda_ent"] <= 0.5
 
 
 def _recordings_file(path):

@@ -1,6 +1,7 @@
-"""The training objective as one object: ``total = recon + β·s(t)·KL + λ_act·activity + λ_dom·domain``.
+"""The training objective as one object:
+``total = recon + β·s(t)·KL + λ_act·activity + λ_dom·domain + λ_ent·entropy``.
 
-:class:`Objective` owns everything that shapes the loss: the weights (β, λ_act, λ_dom), the β schedule
+:class:`Objective` owns everything that shapes the loss: the weights (β, λ_act, λ_dom, λ_ent), the β schedule
 ``s`` and its parameters, the gradient-reversal ramp α, label smoothing and the curricula's per-term
 multipliers. Its :meth:`~Objective.window_terms` and :meth:`~Objective.total` are the one loss formula:
 the trainer's batch loss and the self-paced curriculum's per-window difficulty both come from them.
@@ -83,6 +84,12 @@ def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
 
 
+def prediction_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Each window's entropy of the softmax over ``logits`` (nats), shape (batch,)."""
+    log_p = torch.log_softmax(logits, dim=1)
+    return -(log_p.exp() * log_p).sum(dim=1)
+
+
 Values = TypeVar("Values")  # a tensor (the trainer's batch loss) or an array (a per-window score)
 
 
@@ -104,6 +111,12 @@ class Objective:
                                         expected="a positive number of epochs")
     label_smoothing: float = _setting(0.0, meaning="the activity targets' label smoothing", tuned=0.1,
                                       check=lambda v: _number(v) and 0 <= v < 1, expected="a fraction in [0, 1)")
+    # Conditional-entropy minimisation (VADA: Shu, Bui, Narui and Ermon, ICLR 2018; Grandvalet and Bengio,
+    # 2005): confident activity predictions on unlabelled windows push the activity boundaries into the
+    # target's low-density gaps, which the domain head alone does not. No search range here: it only
+    # means something with unlabelled windows, so the adaptation searches add it (tcnvae.tuning.spaces).
+    lambda_ent: float = _setting(0.0, meaning="the weight λ_ent of the activity head's prediction entropy on "
+                                 "unlabelled windows", tuned=0.0, check=_weight, expected=_WEIGHT, term="entropy")
     # Extra weight of each term on top of β and the λs, set by curricula per epoch (e.g. the adversarial
     # term at 0 while one domain is in the batches); validation leaves them out, so the validation loss
     # stays the configured objective and compares across stages. Not a config key.
@@ -184,7 +197,8 @@ class Objective:
                      domain_labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each window's value of each loss term, shape (batch,), from the model's outputs
         ``(recon, mu, logvar, activity_logits, domain_logits)``. Windows without an activity label
-        (or of unknown domain) have 0 for that term; :meth:`batch_terms` leaves them out of its mean."""
+        (or of unknown domain) have 0 for that term, labelled windows 0 for the entropy term;
+        :meth:`batch_terms` leaves them out of its mean."""
         recon, mu, logvar, activity_logits, domain_logits = outputs
         return {
             RECON: reconstruction(recon, target),
@@ -193,15 +207,18 @@ class Objective:
                                                     label_smoothing=self.label_smoothing, reduction="none"),
             "domain": nn.functional.cross_entropy(domain_logits, domain_labels, ignore_index=UNLABELLED,
                                                   reduction="none"),
+            "entropy": prediction_entropy(activity_logits) * (activity_labels == UNLABELLED),
         }
 
     @staticmethod
     def batch_terms(window_terms: Mapping[str, torch.Tensor], activity_labels: torch.Tensor,
                     domain_labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each term averaged over the windows it applies to: the activity term over labelled windows,
-        the domain term over windows of known domain, the others over all. A term with no window to
-        average is a zero that keeps the graph (a mean over nothing would be NaN)."""
-        counted = {"activity": activity_labels >= 0, "domain": domain_labels >= 0}
+        the entropy term over unlabelled ones, the domain term over windows of known domain, the others
+        over all. A term with no window to average is a zero that keeps the graph (a mean over nothing
+        would be NaN)."""
+        counted = {"activity": activity_labels >= 0, "domain": domain_labels >= 0,
+                   "entropy": activity_labels == UNLABELLED}
         means = {}
         for term, values in window_terms.items():
             mask = counted.get(term)

@@ -215,6 +215,7 @@ class TCNVAETrainer:
     beta_schedule = _objective_setting("beta_schedule")
     alpha_ramp_epochs = _objective_setting("alpha_ramp_epochs")
     label_smoothing = _objective_setting("label_smoothing")
+    lambda_ent = _objective_setting("lambda_ent")
     loss_multipliers = _objective_setting("loss_multipliers")
 
     # -- optimizer and scheduler: replaceable, and kept consistent with each other -------------------

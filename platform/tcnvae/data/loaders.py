@@ -11,7 +11,8 @@ turns between epochs:
 - ``sampling``: "uniform" (each window once per epoch, shuffled or in order), "class_balanced"
   (every batch split evenly across the activities), "domain_balanced" (every batch split evenly
   across domains, so each batch carries every domain) or "target_balanced" (half of every batch
-  labelled source windows, half unlabelled target windows, as domain-adversarial training wants);
+  labelled source windows, half unlabelled target windows, as domain-adversarial training wants; an
+  epoch is one pass over the labelled windows);
 - :meth:`WindowLoader.set_domain_weights`: the share of each domain in every batch (weight 0 leaves a
   domain out), for domain curricula;
 - :meth:`WindowLoader.set_subset` and :meth:`WindowLoader.set_sample_weights`: which windows take part
@@ -209,13 +210,19 @@ class WindowLoader:
             active = active[self.domain_weights[self.domain[active]] > 0]
         return active
 
-    def _num_batches(self, active_count: int) -> int:
+    def _num_batches(self, active: np.ndarray) -> int:
+        count = len(active)
+        if self.sampling == "target_balanced":
+            # An epoch is one pass over the labelled (source) windows, half of each batch, the target
+            # cycling as in DANN: the labelled windows and steps of an epoch then do not depend on how
+            # many target windows there are, and match training on the source alone at half the batch.
+            count = 2 * int((self.activity[active] != UNLABELLED).sum())
         if self.drop_last:
-            return active_count // self.batch_size
-        return math.ceil(active_count / self.batch_size)
+            return count // self.batch_size
+        return math.ceil(count / self.batch_size)
 
     def __len__(self) -> int:
-        return self._num_batches(len(self._active()))
+        return self._num_batches(self._active())
 
     def _composed(self) -> bool:
         return (
@@ -294,7 +301,7 @@ class WindowLoader:
         epoch = self.epoch if epoch is None else epoch
         rng = np.random.default_rng([self.seed, epoch])
         active = self._active()
-        num_batches = self._num_batches(len(active))
+        num_batches = self._num_batches(active)
         if num_batches == 0:
             return []
         if self._composed():

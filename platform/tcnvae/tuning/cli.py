@@ -183,7 +183,8 @@ def search_parser(description: str) -> argparse.ArgumentParser:
     search.add_argument("--max-epochs", type=int, default=None,
                         help="epochs of a trial that is never stopped early (default: the recipe's)")
     search.add_argument("--metric", choices=sorted(OBJECTIVES), default=None,
-                        help="what the search maximises (default: accuracy). accuracy: validation accuracy "
+                        help="what the search maximises (default: accuracy; source_risk with --adapt unlabelled). "
+                             "accuracy: validation accuracy "
                              "on held-out subjects of the training domains; worst_domain_accuracy: the "
                              "lowest per-domain validation accuracy; target_accuracy: accuracy on a small "
                              "labelled slice of --target-domain, which is held out of training; source_risk: "
@@ -197,7 +198,8 @@ def search_parser(description: str) -> argparse.ArgumentParser:
     search.add_argument("--adapt", choices=ADAPT_MODES, default=None,
                         help="unlabelled: --target-domain's training-side subjects join training without labels "
                              "(unsupervised domain adaptation; select with --metric dev or source_risk), its other "
-                             "subjects are the test side; none: the target is held out of training (default: none)")
+                             "subjects are the test side, with the adaptation defaults of README 'Domain "
+                             "adaptation'; none: the target is held out of training (default: none)")
     search.add_argument("--resume", action="store_true",
                         help="continue the interrupted experiment --name: unfinished and errored trials go on "
                              "from their checkpoints, finished ones are not rerun")

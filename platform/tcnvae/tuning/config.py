@@ -56,6 +56,18 @@ ADAPT_MODES = ("none", "unlabelled")
 """``none``: a ``target_domain`` is held out of training (its labelled slice may select models:
 ``target_accuracy``). ``unlabelled``: the target's training-side subjects join training without labels
 (unsupervised domain adaptation), its other subjects are the test side."""
+ADAPT_DEFAULTS: dict[str, Any] = {
+    "sampling": "target_balanced",  # every batch half source, half target: the domain head sees both
+    # At λ_dom 0.1 the domain head still told the groups apart 73 % of the time after 10 epochs: the
+    # reversed gradient was too weak to align them. Of λ_dom 0.3 or 1 with λ_ent 0, 0.3 or 1, this
+    # measured best (README); λ_ent near λ_act collapses the target's predictions onto few activities.
+    "lambda_dom": 0.3,
+    "lambda_ent": 0.3,
+    # Needs no density ratio; DEV's, fitted on one or two validation people, is noisy (README).
+    "objective": "source_risk",
+}
+"""What ``adapt="unlabelled"`` changes in :data:`DEFAULT_CONFIG` for the keys a config leaves unset: the
+settings benchmarks/cross_domain.py measured (README, "Domain adaptation")."""
 LABEL_FREE_OBJECTIVES = ("accuracy", "worst_domain_accuracy", "source_risk", "dev")
 OBJECTIVE_MODE = "max"
 
@@ -281,7 +293,8 @@ def _plain(value: Any) -> Any:
 
 
 def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """``config`` merged over :func:`default_config`, checked; raises one ValueError listing every problem.
+    """``config`` merged over :func:`default_config` (with :data:`ADAPT_DEFAULTS` when it adapts to an
+    unlabelled target), checked; raises one ValueError listing every problem.
 
     Unknown keys are errors too: a misspelt hyperparameter would otherwise be searched with no effect.
     ``curriculum.<parameter>`` keys must be parameters of the configured curriculum. The data knobs are
@@ -290,6 +303,8 @@ def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """
     config = dict(config or {})
     defaults = default_config()
+    if config.get("adapt") == "unlabelled":
+        defaults.update(ADAPT_DEFAULTS)
     unknown = sorted(key for key in set(config) - set(defaults) if not key.startswith(CURRICULUM_PREFIX))
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(defaults))} "

@@ -6,11 +6,18 @@ With an unlabelled target, no target label may choose a trial or an epoch. Two c
   like the source; blind to the shift adaptation is meant to close.
 - **Deep Embedded Validation** (DEV; You, Wang, Long and Jordan, "Towards Accurate Model Selection in
   Deep Unsupervised Domain Adaptation", ICML 2019): the same per-window validation loss, each window
-  weighted by the density ratio p_target(f)/p_source(f) of its features f, estimated by a domain
-  classifier trained on source-training versus target features; a control variate (the weights
-  themselves, whose mean is 1 in expectation) cuts the variance of the weighted mean. Assumes
-  covariate shift in feature space (p(y|f) is shared by the domains) and that the source's
-  features cover the target's; where they barely overlap the weights explode and the estimate is noisy.
+  weighted by the density ratio p_target(f)/p_validation(f) of its features f, estimated by a domain
+  classifier of validation versus target features; a control variate (the weights themselves, whose
+  mean is 1 in expectation) cuts the variance of the weighted mean. Assumes covariate shift in feature
+  space (p(y|f) is shared by the domains) and that the validation windows' features cover the target's;
+  where they barely overlap the weights explode and the estimate is noisy.
+
+  The ratio is taken against the *validation* windows, the ones it weighs, not against the training
+  windows as in the paper: the encoder has fitted its training people, whose features are therefore
+  unlike any unseen person's (held-out source or target), and a classifier of training versus target
+  features called the held-out validation windows target-like, with mean weights of 5 to 60 instead
+  of 1, which also broke the control variate. Each validation window's weight comes from a classifier
+  fitted without it (cross-fitting, :data:`FOLDS` folds), so the weights are not fitted to themselves.
 
 Both are risks (lower is better); the trial reports minus each as a score, as every objective is
 maximised. Features are the encoder's μ, which the heads read.
@@ -23,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
@@ -31,8 +39,11 @@ from tcnvae.data.loaders import UNLABELLED
 from tcnvae.model import TCNVAE
 
 MAX_WINDOWS = 2000
-"""Windows per side embedded for DEV's domain classifier: enough for a linear classifier on a small
+"""Target windows embedded for DEV's domain classifier: enough for a linear classifier on a small
 latent, few enough that each epoch's selection stays a small fraction of its training."""
+
+FOLDS = 5
+"""Cross-fitting folds of DEV's domain classifier."""
 
 _PROBABILITY_FLOOR = 1e-3  # keeps a confidently-source window's weight finite
 
@@ -64,19 +75,21 @@ def source_risk(validation_losses: np.ndarray) -> float:
     return float(np.mean(validation_losses))
 
 
-def importance_weights(source_features: np.ndarray, target_features: np.ndarray, validation_features: np.ndarray,
-                       seed: int = 0) -> np.ndarray:
-    """Density ratio p_target/p_source at each validation feature, from a logistic-regression domain
-    classifier: ``w = (n_source / n_target) · P(target|f) / P(source|f)`` (the prior ratio undone)."""
-    if len(source_features) == 0 or len(target_features) == 0:
-        raise ValueError("importance weights need source and target features; one side has no windows")
-    features = np.concatenate([source_features, target_features])
-    is_target = np.concatenate([np.zeros(len(source_features)), np.ones(len(target_features))])
+def importance_weights(validation_features: np.ndarray, target_features: np.ndarray, seed: int = 0,
+                       folds: int = FOLDS) -> np.ndarray:
+    """Density ratio p_target/p_validation at each validation feature, from a logistic-regression domain
+    classifier of validation versus target features, cross-fitted: ``w = (n_validation / n_target) ·
+    P(target|f) / P(validation|f)`` (the prior ratio undone), P from the folds that leave the window out."""
+    if len(validation_features) < folds or len(target_features) < folds:
+        raise ValueError(f"importance weights need at least {folds} validation and {folds} target windows "
+                         f"(one per fold), got {len(validation_features)} and {len(target_features)}")
+    features = np.concatenate([validation_features, target_features])
+    is_target = np.concatenate([np.zeros(len(validation_features)), np.ones(len(target_features))])
     classifier = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000, random_state=seed))
-    classifier.fit(features, is_target)
-    p_target = np.clip(classifier.predict_proba(validation_features)[:, 1], _PROBABILITY_FLOOR,
-                       1 - _PROBABILITY_FLOOR)
-    return len(source_features) / len(target_features) * p_target / (1 - p_target)
+    p_target = cross_val_predict(classifier, features, is_target, method="predict_proba",
+                                 cv=StratifiedKFold(folds, shuffle=True, random_state=seed))[:, 1]
+    p_target = np.clip(p_target[:len(validation_features)], _PROBABILITY_FLOOR, 1 - _PROBABILITY_FLOOR)
+    return len(validation_features) / len(target_features) * p_target / (1 - p_target)
 
 
 def dev_risk(weights: np.ndarray, validation_losses: np.ndarray) -> float:
@@ -111,11 +124,9 @@ class LabelFreeSelection:
     def __init__(self, data: Any, seed: int, pin_memory: bool = False):
         self.seed = seed
         self.validation = data.val_loader(pin_memory=pin_memory)
-        self.source = None
         self.target = None
         kind, _, target_name = data.config.split.partition(":")
         if kind == "unlabelled":
-            self.source = data.loader(data.train.subset(subsample(len(data.train), seed)), pin_memory=pin_memory)
             # The target's unlabelled windows (not the source people's unlabelled stretches).
             target = data.unlabelled.subset(data.unlabelled.grouping(data.config.domain_by) == target_name)
             target = target.subset(subsample(len(target), seed))
@@ -126,9 +137,8 @@ class LabelFreeSelection:
         validation = embed(model, self.validation, device)
         scores = {"select/source_score": -source_risk(validation["loss"])}
         if self.target is not None:
-            weights = importance_weights(embed(model, self.source, device)["features"],
-                                         embed(model, self.target, device)["features"],
-                                         validation["features"], self.seed)
+            weights = importance_weights(validation["features"], embed(model, self.target, device)["features"],
+                                         self.seed)
             scores["select/dev_score"] = -dev_risk(weights, validation["loss"])
             scores["select/dev_weight_mean"] = float(weights.mean())
         return scores
