@@ -9,6 +9,7 @@ import torch
 from tcnvae.data import Augmentation, WindowLoader
 from tcnvae.data.augment import AUTO_ROTATION_DEG
 from tcnvae.data.pipeline import DataConfig
+from tcnvae.tuning.config import validate_config
 
 
 def _loader(num_windows=200, num_classes=4, num_domains=4, **options) -> WindowLoader:
@@ -175,6 +176,8 @@ def test_auto_rotation_turns_data_with_xyz_triples_and_leaves_other_data_alone()
     DataConfig(channel_set=["acc_x", "acc_y"], augmentation={"rotation_deg": "auto"}).validate()
     with pytest.raises(ValueError, match="xyz channel triples"):
         DataConfig(channel_set=["acc_x", "acc_y"], augmentation={"rotation_deg": 15}).validate()
+    with pytest.raises(ValueError, match="invalid trial config: augment rotation_deg=15 needs xyz channel triples"):
+        validate_config({"channel_set": ["acc_x", "acc_y"], "augment_rotation_deg": 15})
     with pytest.raises(ValueError, match="rotation_deg"):
         Augmentation(rotation_deg="sometimes")
 
