@@ -8,6 +8,9 @@ on the same windows.
     python benchmarks/defaults.py --data hapt --epochs 10
     python benchmarks/defaults.py --data hapt --seed 1                       # another split and initialisation
     python benchmarks/defaults.py --data hapt --set augment_rotation_deg=15  # a change to the current defaults
+    python benchmarks/defaults.py --no-previous --set weight_average_epochs=1  # only the current (changed) ones
+
+With ``--no-previous`` the previous defaults are not trained and their figures print as ``nan``.
 
 Last lines, one per data set:
 ``defaults: data=hapt previous_macro_f1=… current_macro_f1=… baseline_macro_f1=… previous_acc=…
