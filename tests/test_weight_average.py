@@ -8,9 +8,14 @@ import copy
 import pytest
 import torch
 
+from tcnvae.checkpoints import load_checkpoint
+from tcnvae.data.pipeline import prepare
 from tcnvae.trainer import TCNVAETrainer
-from tcnvae.tuning.config import validate_config
+from tcnvae.tuning import CHECKPOINT_FILE
+from tcnvae.tuning.build import build_model, build_trainer
+from tcnvae.tuning.config import data_config, validate_config
 from test_trainer import loaders, small_model
+from test_tuning_trainable import TINY, run
 
 
 def _trainer(weight_average_epochs: float, seed: int = 0) -> TCNVAETrainer:
@@ -64,3 +69,20 @@ def test_a_resumed_run_continues_exactly_with_its_average():
 def test_the_time_constant_is_checked():
     with pytest.raises(ValueError, match="weight_average_epochs"):
         validate_config({"weight_average_epochs": -1})
+
+
+def test_a_trial_with_weight_averaging_reports_what_its_checkpoint_holds_and_resumes_exactly(tmp_path):
+    config = {"weight_average_epochs": 1.0, "max_epochs": 3}
+    straight = run(config, checkpoint_root=tmp_path)
+    resumed = run(config, restore_dir=straight.checkpoints[0])
+    assert resumed.metrics == straight.metrics[1:]
+    # The reported validation loss is that of the weights the checkpoint (and the test scoring) holds,
+    # not of the weights being trained.
+    trial_config = validate_config({**TINY, **config})
+    data = prepare(data_config(trial_config))
+    state = load_checkpoint(straight.checkpoints[-1] / CHECKPOINT_FILE)["trainer"]
+    check = build_trainer(trial_config, build_model(trial_config, data), torch.device("cpu"))
+    check.model.load_state_dict(state["model_state"])
+    assert check.evaluate(data.val_loader())["loss"] == pytest.approx(straight.metrics[-1]["val/loss"])
+    check.model.load_state_dict(state["weight_average"]["training_weights"])
+    assert check.evaluate(data.val_loader())["loss"] != pytest.approx(straight.metrics[-1]["val/loss"])
