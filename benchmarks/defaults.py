@@ -8,6 +8,9 @@ on the same windows.
     python benchmarks/defaults.py --data hapt --epochs 10
     python benchmarks/defaults.py --data hapt --seed 1                       # another split and initialisation
     python benchmarks/defaults.py --data hapt --set augment_rotation_deg=15  # a change to the current defaults
+    python benchmarks/defaults.py --no-previous --set weight_average_epochs=1  # only the current (changed) ones
+
+With ``--no-previous`` the previous defaults are not trained and their figures print as ``nan``.
 
 Last lines, one per data set:
 ``defaults: data=hapt previous_macro_f1=… current_macro_f1=… baseline_macro_f1=… previous_acc=…
@@ -17,6 +20,7 @@ current_acc=… baseline_acc=… epochs=… minutes=…`` (one line).
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 from baselines import DATA_SETTINGS, final_model_and_baseline
@@ -39,6 +43,8 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", choices=sorted(DATA_SETTINGS), default=["uci_har", "hapt"])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0, help="of the split, the initialisation and the forest")
+    parser.add_argument("--previous", action=argparse.BooleanOptionalAction, default=True,
+                        help="also train the previous defaults (--no-previous: only the current ones and the forest)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="a trial setting on top of the current defaults (repeatable)")
     args = parser.parse_args()
@@ -53,8 +59,9 @@ def main() -> None:
     lines = []
     for name in args.data:
         started = time.perf_counter()
-        previous, _ = final_model_and_baseline({**DATA_SETTINGS[name], **PREVIOUS_DEFAULTS, "seed": args.seed},
-                                               args.epochs)
+        previous = (final_model_and_baseline({**DATA_SETTINGS[name], **PREVIOUS_DEFAULTS, "seed": args.seed},
+                                             args.epochs)[0]
+                    if args.previous else {"accuracy": math.nan, "macro_f1": math.nan})
         current, baseline = final_model_and_baseline({**DATA_SETTINGS[name], **current_settings}, args.epochs)
         lines.append(f"defaults: data={name} previous_macro_f1={previous['macro_f1']:.4f} "
                      f"current_macro_f1={current['macro_f1']:.4f} baseline_macro_f1={baseline['macro_f1']:.4f} "

@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from tcnvae.data import Augmentation, WindowLoader
+from tcnvae.data.augment import AUTO_ROTATION_DEG
+from tcnvae.data.pipeline import DataConfig
+from tcnvae.tuning.config import validate_config
 
 
 def _loader(num_windows=200, num_classes=4, num_domains=4, **options) -> WindowLoader:
@@ -159,6 +162,24 @@ def test_augmentation_options_are_checked():
         Augmentation.from_dict({"flip": 1})
     with pytest.raises(ValueError, match="xyz channel triples"):
         Augmentation(rotation_deg=5).build(["heart_rate"])
+
+
+def test_auto_rotation_turns_data_with_xyz_triples_and_leaves_other_data_alone():
+    auto = Augmentation(rotation_deg="auto")
+    assert auto.for_channels(["acc_x", "acc_y", "acc_z"]).rotation_deg == AUTO_ROTATION_DEG
+    assert auto.for_channels(["acc_x", "acc_y"]).rotation_deg == 0
+    batch = torch.randn(4, 32, 2)
+    torch.testing.assert_close(auto.build(["acc_x", "acc_y"])(batch, torch.Generator().manual_seed(0)), batch)
+    with pytest.raises(ValueError, match="none: set it to 0 or 'auto'"):
+        Augmentation(rotation_deg=15).for_channels(["acc_x", "acc_y"])
+    # Checked with the data config, before any data is loaded or any trial starts.
+    DataConfig(channel_set=["acc_x", "acc_y"], augmentation={"rotation_deg": "auto"}).validate()
+    with pytest.raises(ValueError, match="xyz channel triples"):
+        DataConfig(channel_set=["acc_x", "acc_y"], augmentation={"rotation_deg": 15}).validate()
+    with pytest.raises(ValueError, match="invalid trial config: augment rotation_deg=15 needs xyz channel triples"):
+        validate_config({"channel_set": ["acc_x", "acc_y"], "augment_rotation_deg": 15})
+    with pytest.raises(ValueError, match="rotation_deg"):
+        Augmentation(rotation_deg="sometimes")
 
 
 def test_the_loader_augments_training_batches_reproducibly():

@@ -240,6 +240,9 @@ def test_predict_refuses_wrong_units_missing_channels_and_a_contradicted_rate(fi
         csv.writer(stream).writerows([row[1:] for row in rows])
     assert "--sample-rate HZ" in _expect_error([str(final_dir), str(untimed)], capsys)
     assert "sample_rate must be positive" in _expect_error([str(final_dir), str(untimed), "--sample-rate", "-5"], capsys)
+    torn = tmp_path / "torn.npz"
+    torn.write_bytes((tmp_path / "ms2.npz").read_bytes()[:200])  # a copy cut short
+    assert "not a valid .npz archive" in _expect_error([str(final_dir), str(torn)], capsys)
 
 
 @pytest.mark.ray

@@ -140,7 +140,7 @@ def summary_lines(baseline: BaselineResult, best: Mapping[str, Any]) -> list[str
     if behind:
         lines.append(f"  WARNING: the best trial does NOT beat the {NAME} baseline on validation "
                      f"(trial {_pair(trial)} vs baseline {_pair(baseline.val)}); try a larger model, more "
-                     "epochs, augmentation (--set augment_rotation_deg=15 ...) or searches/architecture.py")
+                     "epochs, augmentation (--set augment_rotation_deg=auto ...) or searches/architecture.py")
     else:
         lines.append(f"  the best trial beats the baseline on validation by "
                      f"{100 * (trial['accuracy'] - baseline.val['accuracy']):.1f} accuracy and "

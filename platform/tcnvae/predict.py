@@ -42,6 +42,7 @@ from tcnvae.data.harmonise import channel_set_names, resample, select_channels, 
 from tcnvae.data.normalise import Standardiser
 from tcnvae.data.recordings import ACC, BODY_ACC, GYRO, STANDARD_GRAVITY, Recording
 from tcnvae.data.sources import load_source
+from tcnvae.data.sources.parsing import read_npz
 from tcnvae.data.taxonomy import ACTIVITIES
 from tcnvae.data.windows import WindowSet
 from tcnvae.evaluate import InferenceModel, activity_probabilities
@@ -95,18 +96,19 @@ def read_recording(path: str | Path, sample_rate: float | None = None) -> list[R
 
 
 def _read_npz(path: Path, sample_rate: float | None) -> list[Recording] | WindowSet:
-    with np.load(path, allow_pickle=False) as archive:
-        if "signals" not in archive.files:
-            raise ValueError(f"{path} has no 'signals' array (it has {archive.files}); see tcnvae.data.sources.arrays")
-        shape = archive["signals"].shape
-        channels_first = "layout" in archive.files and str(archive["layout"]) == "channels_first"
-        subjects = None if "subjects" in archive.files else "unknown"  # one subject: nothing is split here
+    # Read once, by the data layer's reader: a torn or non-zip file, or a pickled array, gets its message.
+    arrays = read_npz(path, None, what="input")
+    if "signals" not in arrays:
+        raise ValueError(f"{path} has no 'signals' array (it has {sorted(arrays)}); see tcnvae.data.sources.arrays")
+    shape = np.shape(arrays["signals"])
+    channels_first = "layout" in arrays and str(arrays["layout"]) == "channels_first"
     if len(shape) == 3:
         # The arrays source insists on a label per window; any known name does, it is never read.
         labels = np.full(shape[0], ACTIVITIES[0])
     else:
         labels = np.full(shape[-1] if channels_first else shape[0], "")  # "" = unlabelled sample
-    return load_source("arrays", path, labels=labels, sample_rate=sample_rate, subjects=subjects)
+    subjects = None if "subjects" in arrays else "unknown"  # one subject: nothing is split here
+    return load_source("arrays", arrays, labels=labels, sample_rate=sample_rate, subjects=subjects)
 
 
 def _read_csv(path: Path, sample_rate: float | None) -> list[Recording]:

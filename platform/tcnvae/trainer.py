@@ -39,6 +39,7 @@ from tcnvae.checkpoints import (
 from tcnvae.data.metrics import classification_report
 from tcnvae.model import TCNVAE
 from tcnvae.objective import LOSS_TERMS, UNLABELLED, Objective, adversarial_alpha, kl_divergence, reconstruction
+from tcnvae.weight_average import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +151,9 @@ class TCNVAETrainer:
     (wraps the model for data-parallel training, e.g. ``ray.train.torch.prepare_model``: the training
     forward pass runs through ``forward_module``, evaluation and checkpoints through ``model``),
     ``grad_clip`` (None: no clipping) and ``input_noise`` (std of Gaussian noise on training inputs;
-    the clean input is the reconstruction target).
+    the clean input is the reconstruction target), ``weight_average_epochs`` (0: off; else the time
+    constant, in epochs, of an EMA of the weights that the model holds between epochs, so evaluation,
+    checkpoints and exports all read the averaged weights: :mod:`tcnvae.weight_average`).
 
     Activity labels of -1 (:data:`UNLABELLED`) mark unlabelled windows: they train the VAE and the
     domain head but not the activity head, and metrics count them apart (``labelled``/``unlabelled``).
@@ -167,7 +170,8 @@ class TCNVAETrainer:
     def __init__(self, model: TCNVAE, device: torch.device | str, learning_rate: float = 1e-3, *,
                  optimizer: optim.Optimizer | None = None, scheduler: Any = None, objective: Objective | None = None,
                  precision: str = "off", parallelize: Callable[[nn.Module], nn.Module] | None = None,
-                 grad_clip: float | None = 1.0, input_noise: float = 0.0, verbose: bool = True):
+                 grad_clip: float | None = 1.0, input_noise: float = 0.0, weight_average_epochs: float = 0.0,
+                 verbose: bool = True):
         if not (isinstance(learning_rate, (int, float)) and learning_rate > 0 and np.isfinite(learning_rate)):
             raise ValueError(f"learning_rate must be a positive number, got {learning_rate!r}")
         self.device = torch.device(device)
@@ -175,6 +179,8 @@ class TCNVAETrainer:
         # What the training forward pass runs through: the model, or its data-parallel wrapper (which
         # shares the model's parameters and syncs their gradients across workers).
         self.forward_module: nn.Module = parallelize(self._model) if parallelize is not None else self._model
+        # Between epochs the model holds the EMA of its weights (tcnvae.weight_average); None: the last weights.
+        self.weight_average = WeightAverage(self._model, weight_average_epochs) if weight_average_epochs else None
         self.objective = objective if objective is not None else Objective()
         self.grad_clip = grad_clip
         self.input_noise = input_noise
@@ -357,6 +363,8 @@ class TCNVAETrainer:
         num_batches = len(train_loader)
         if num_batches == 0:
             raise ValueError("train_loader yields no batches; is the training split empty?")
+        if self.weight_average is not None:
+            self.weight_average.start_epoch(self._model, num_batches)
         self.forward_module.train()
         tally = _EpochTally()
         skipped = dict.fromkeys(("nonfinite", "overflow", "bad_input"), 0)
@@ -376,6 +384,8 @@ class TCNVAETrainer:
             if outcome != "step":
                 skipped[outcome] += 1
                 continue
+            if self.weight_average is not None:
+                self.weight_average.update(self._model)
             tally.add(terms, activity_labels, domain_labels, domain_logits, self.applied_beta, self.alpha)
             if (batch_idx + 1) % self.log_interval == 0:
                 self._say(f"Epoch: {epoch}, Batch: {batch_idx + 1}, VAE Loss: {terms['vae'].item():.4f}, "
@@ -390,6 +400,8 @@ class TCNVAETrainer:
                         "tighten gradient clipping")
         if self._scheduler is not None and not isinstance(self._scheduler, optim.lr_scheduler.ReduceLROnPlateau):
             self._scheduler.step()
+        if self.weight_average is not None:
+            self.weight_average.end_epoch(self._model)
         self.last_train_metrics = {**tally.metrics(), "lr": lr_used, "skipped_steps": skipped["nonfinite"],
                                    "nonfinite_input_batches": skipped["bad_input"],
                                    "overflow_steps": skipped["overflow"]}
@@ -595,6 +607,8 @@ class TCNVAETrainer:
             "optimizer_state": self._optimizer.state_dict(),
             "scheduler_state": self._scheduler.state_dict() if self._scheduler is not None else None,
             "scaler_state": self.scaler.state_dict() if self.scaler is not None else None,
+            # model_state holds the averaged weights then; this, the weights being trained
+            "weight_average": self.weight_average.state_dict() if self.weight_average is not None else None,
             "epoch": self.epoch,
             "best_val_accuracy": self.best_val_accuracy,
             "epochs_since_best": self.epochs_since_best,
@@ -612,6 +626,8 @@ class TCNVAETrainer:
                 raise ValueError("the checkpoint has a scheduler state but this trainer has no scheduler")
             self._scheduler.load_state_dict(state["scheduler_state"])
         self._load_scaler_state(state.get("scaler_state"))  # absent from checkpoints older than the scaler
+        if self.weight_average is not None and state.get("weight_average"):  # else the average starts afresh
+            self.weight_average.load_state_dict(state["weight_average"])
         self.epoch = state["epoch"]
         self.best_val_accuracy = state["best_val_accuracy"]
         self.epochs_since_best = state["epochs_since_best"]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tcnvae.data.augment import Augmentation
-from tcnvae.data.harmonise import CHANNEL_SETS, window_recordings, window_windowset
+from tcnvae.data.harmonise import CHANNEL_SETS, channel_set_names, window_recordings, window_windowset
 from tcnvae.data.loaders import SAMPLING_MODES, WindowLoader
 from tcnvae.data.normalise import Standardiser
 from tcnvae.data.recordings import Recording
@@ -98,6 +98,7 @@ class DataConfig:
             raise ValueError(
                 f"unknown channel_set {self.channel_set!r}; known: {', '.join(CHANNEL_SETS)}"
             )
+        self.augmentation.for_channels(channel_set_names(self.channel_set))  # a rotation needs xyz triples
         for name in ("sample_rate", "window_seconds", "step_seconds"):
             value = getattr(self, name)
             if not (value is None and name == "window_seconds") and not value > 0:

@@ -43,7 +43,7 @@ def build_trainer(config: Mapping[str, Any], model: TCNVAE, device: torch.device
     return TCNVAETrainer(model, device, config["lr"], optimizer=optimizer, scheduler=scheduler,
                          objective=Objective.from_config(config), precision=config["mixed_precision"],
                          parallelize=parallelize, grad_clip=config["grad_clip"], input_noise=config["input_noise"],
-                         verbose=False)
+                         weight_average_epochs=config["weight_average_epochs"], verbose=False)
 
 
 def apply_hyperparameters(trainer: TCNVAETrainer, values: Mapping[str, Any]) -> None:
