@@ -34,6 +34,7 @@ from tcnvae.baselines import evaluate_baseline
 from tcnvae.data.pipeline import prepare
 from tcnvae.tuning.config import data_config, validate_config
 from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
+from tcnvae.tuning.results import trial_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TCNVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -101,7 +102,7 @@ def main() -> None:
             started = time.perf_counter()
             experiment = default_search(DATA_SETTINGS[name], storage, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                         args.num_samples, args.max_epochs)
-            config = json.loads((experiment / "best_config.json").read_text())
+            config = trial_settings(json.loads((experiment / "best_config.json").read_text()))  # less its test record
             epochs = best_epoch(experiment)
             platform, baseline = final_model_and_baseline(config, epochs)
             minutes = (time.perf_counter() - started) / 60
