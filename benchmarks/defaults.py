@@ -59,10 +59,11 @@ def main() -> None:
     lines = []
     for name in args.data:
         started = time.perf_counter()
-        previous = (final_model_and_baseline({**DATA_SETTINGS[name], **PREVIOUS_DEFAULTS, "seed": args.seed},
-                                             args.epochs)[0]
+        previous = (final_model_and_baseline({**DATA_SETTINGS[name], **PREVIOUS_DEFAULTS, "seed": args.seed,
+                                              "max_epochs": args.epochs}, args.epochs)[0]
                     if args.previous else {"accuracy": math.nan, "macro_f1": math.nan})
-        current, baseline = final_model_and_baseline({**DATA_SETTINGS[name], **current_settings}, args.epochs)
+        current, baseline = final_model_and_baseline({**DATA_SETTINGS[name], **current_settings,
+                                                      "max_epochs": args.epochs}, args.epochs)
         lines.append(f"defaults: data={name} previous_macro_f1={previous['macro_f1']:.4f} "
                      f"current_macro_f1={current['macro_f1']:.4f} baseline_macro_f1={baseline['macro_f1']:.4f} "
                      f"previous_acc={previous['accuracy']:.4f} current_acc={current['accuracy']:.4f} "

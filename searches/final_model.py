@@ -4,8 +4,9 @@
     python searches/final_model.py --config best_config.json --epochs 8 --output my_model
     python -m tcnvae.predict results/loss_weights-20261130-200000/final recording.npz --output predicted.csv
 
-The epochs are the ones the search found best (the epoch of the checkpoint it scored on the test
-split, recorded in best_config.json), unless --epochs says otherwise. The output folder holds the
+The model trains the config's whole schedule (max_epochs), unless --epochs says otherwise: a number,
+or "best" for the epoch at which the winner peaked on validation (tcnvae.final_model says why the
+whole schedule is the default). The output folder holds the
 weights, the model card model.json, the test confusion matrix as an image and model.pt2, an exported
 program that runs with torch alone (tcnvae.final_model explains each).
 """
@@ -18,16 +19,27 @@ from pathlib import Path
 
 import torch
 
-from tcnvae.final_model import card_text, final_data, read_search_choice, train_final_model, write_final_model
+from tcnvae.final_model import BEST_EPOCH, card_text, final_data, read_search_choice, train_final_model, write_final_model
 from tcnvae.tuning.cli import parse_assignments
+
+
+def epochs_value(text: str) -> int | str:
+    """--epochs: a positive integer or "best"."""
+    if text == BEST_EPOCH:
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs or {BEST_EPOCH!r}, got {text!r}") from None
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results_dir", nargs="?", type=Path, help="a search's results folder (holds best_config.json)")
     parser.add_argument("--config", type=Path, default=None, help="a best_config.json, in place of RESULTS_DIR")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs to train (default: the search's best epoch, else max_epochs)")
+    parser.add_argument("--epochs", type=epochs_value, default=None,
+                        help=f"epochs to train, or {BEST_EPOCH!r}: the winner's best epoch on validation "
+                             "(default: the config's max_epochs)")
     parser.add_argument("--output", type=Path, default=None,
                         help="model folder (default: final/ beside best_config.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",

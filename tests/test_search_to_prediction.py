@@ -21,6 +21,7 @@ from tcnvae.data.harmonise import window_recordings
 from tcnvae.data.pipeline import DataConfig, prepare
 from tcnvae.data.recordings import Recording
 from tcnvae.evaluate import activity_probabilities, score
+from tcnvae.final_model import read_search_choice
 from tcnvae.predict import Predictor, main as predict_main
 from tcnvae.tuning import CHECKPOINT_FILE, cli, data_config, validate_config
 from tcnvae.tuning.loop import target_slice_subjects
@@ -139,7 +140,7 @@ def test_final_model_trains_on_train_and_validation_subjects_and_tests_once(sear
     assert final_dir == experiment / "final"
     card = json.loads((final_dir / "model.json").read_text())
     record = json.loads((experiment / "best_config.json").read_text())[TEST_RECORD_KEY]
-    assert card["trained_on"]["epochs"] == record["epoch"]  # the epochs the search found best
+    assert card["trained_on"]["epochs"] == card["config"]["max_epochs"] == 2  # the whole schedule
     assert card["test"]["subjects"] == record["subjects"]  # the same test people as the search
     assert not set(card["trained_on"]["subjects"]) & set(card["test"]["subjects"])
     assert len(card["trained_on"]["subjects"]) + len(card["test"]["subjects"]) == 2 * 4  # every subject used once
@@ -170,11 +171,31 @@ def test_exported_model_equals_the_eager_model_on_real_windows(final_dir, uci_ha
     assert np.allclose(from_export.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_final_model_command_line_errors_are_one_line(tmp_path, capsys):
+@pytest.mark.ray
+def test_final_model_epochs_best_is_the_winners_validation_peak(search, tmp_path):
+    experiment, _ = search
+    record = json.loads((experiment / "best_config.json").read_text())[TEST_RECORD_KEY]
+    assert read_search_choice(experiment, epochs="best").epochs == record["epoch"]
+    assert read_search_choice(experiment, epochs=5).config["max_epochs"] == 5  # the schedules span the run
+    without_record = tmp_path / "best_config.json"
+    without_record.write_text(json.dumps(trial_settings(json.loads((experiment / "best_config.json").read_text()))))
+    assert read_search_choice(config_file=without_record).epochs == 2
+    with pytest.raises(ValueError, match="records no scored checkpoint"):
+        read_search_choice(config_file=without_record, epochs="best")
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "best config {folder}/best_config.json does not exist"),
+    (["--epochs", "last"], "argument --epochs: expected a number of epochs or 'best', got 'last'"),
+    (["--epochs", "0"], "epochs must be a positive integer or 'best', got 0"),
+])
+def test_final_model_command_line_errors_are_one_line(tmp_path, capsys, argv, message):
+    if argv:  # a valid best config (all defaults): only the flag is wrong
+        (tmp_path / "best_config.json").write_text("{}")
     with pytest.raises(SystemExit) as exit_info:
-        recipe("final_model").main([str(tmp_path)])
+        recipe("final_model").main([str(tmp_path), *argv])
     assert exit_info.value.code == 2
-    assert f"error: best config {tmp_path / 'best_config.json'} does not exist" in capsys.readouterr().err
+    assert f"error: {message.format(folder=tmp_path)}" in capsys.readouterr().err
 
 
 # -- predict ------------------------------------------------------------------------------------------
