@@ -14,7 +14,7 @@ Data sets: UCI-HAR with its official split (9 published test subjects) and HAPT 
     python benchmarks/baselines.py --data hapt --num-samples 4 --max-epochs 4   # a small budget
 
 Last lines, one per data set:
-``baselines: data=uci_har platform_macro_f1=… baseline_macro_f1=… platform_acc=… baseline_acc=… minutes=…``.
+``baselines: data=uci_har platform_macro_f1=… baseline_macro_f1=… platform_acc=… baseline_acc=… minutes=… members=…``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 
 from tcnvae.baselines import evaluate_baseline
 from tcnvae.evaluate import score
-from tcnvae.final_model import BEST_EPOCH, final_data, read_search_choice, train_final_model
+from tcnvae.final_model import BEST_EPOCH, MEMBERS, final_data, read_search_choice, train_final_model
 from tcnvae.tuning.config import validate_config
 from tcnvae.tuning.scoring import scored_test_windows
 
@@ -58,13 +58,15 @@ def default_search(settings: dict[str, Any], storage: Path, name: str, num_sampl
     return storage / name
 
 
-def final_model_and_baseline(config: dict[str, Any], epochs: int) -> tuple[dict[str, float], dict[str, float]]:
+def final_model_and_baseline(config: dict[str, Any], epochs: int,
+                             members: int = MEMBERS) -> tuple[dict[str, float], dict[str, float]]:
     """``config`` trained as ``searches/final_model.py`` trains it (on training + validation subjects, for
-    ``epochs``; its schedules span its ``max_epochs``) and scored once on the test subjects; the baseline
-    fitted on the same training windows. Returns (platform, baseline) test scores."""
+    ``epochs``, its schedules spanning its ``max_epochs``; ``members`` seeds averaged) and scored once on
+    the test subjects; the baseline fitted on the same training windows. Returns (platform, baseline)
+    test scores."""
     config = validate_config({**config, "val_fraction": 0.0})
     data = final_data(config)
-    model = train_final_model(config, data, epochs)
+    model = train_final_model(config, data, epochs, members=members)
     metrics = score(model, scored_test_windows(data, config), config["domain_by"], data.domain_names)
     return ({key: metrics[key] for key in ("accuracy", "macro_f1")},
             evaluate_baseline(data, config["seed"]).test)
@@ -77,14 +79,16 @@ def main() -> None:
     parser.add_argument("--max-epochs", type=int, default=MAX_EPOCHS, help=f"per trial (default: {MAX_EPOCHS})")
     parser.add_argument("--storage-path", type=Path, default=None,
                         help="where the searches are kept (default: a temporary folder)")
+    parser.add_argument("--members", type=int, default=MEMBERS,
+                        help=f"seeds the final model averages, as searches/final_model.py --members (default: {MEMBERS})")
     parser.add_argument("--compare-best-epoch", action="store_true",
                         help="also train the final model to the winner's validation peak (epochs=best)")
     args = parser.parse_args()
     missing = [name for name in args.data if not Path(DATA_SETTINGS[name]["data_paths"][name]).is_file()]
     if missing:
         parser.error(f"no data file for {missing} under {SHARED_DATA}; set TCNVAE_SHARED_DATA")
-    if args.num_samples < 1 or args.max_epochs < 1:
-        parser.error("--num-samples and --max-epochs must be at least 1")
+    if args.num_samples < 1 or args.max_epochs < 1 or args.members < 1:
+        parser.error("--num-samples, --max-epochs and --members must be at least 1")
 
     lines = []
     with tempfile.TemporaryDirectory(prefix="tcnvae-baselines-") as scratch:
@@ -94,19 +98,19 @@ def main() -> None:
             experiment = default_search(DATA_SETTINGS[name], storage, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
                                         args.num_samples, args.max_epochs)
             choice = read_search_choice(experiment)  # the whole schedule, as searches/final_model.py
-            platform, baseline = final_model_and_baseline(choice.config, choice.epochs)
+            platform, baseline = final_model_and_baseline(choice.config, choice.epochs, args.members)
             minutes = (time.perf_counter() - started) / 60
             print(f"{name}: final model ({choice.epochs} epochs, the whole schedule, on training + validation "
-                  f"subjects) test accuracy {platform['accuracy']:.4f} macro-F1 {platform['macro_f1']:.4f}; "
+                  f"subjects; {args.members} member(s)) test accuracy {platform['accuracy']:.4f} macro-F1 {platform['macro_f1']:.4f}; "
                   f"random forest {baseline['accuracy']:.4f} / {baseline['macro_f1']:.4f}", flush=True)
             if args.compare_best_epoch:  # the former default, for comparison; not in minutes
                 peak = read_search_choice(experiment, epochs=BEST_EPOCH)
-                platform_peak, _ = final_model_and_baseline(peak.config, peak.epochs)
+                platform_peak, _ = final_model_and_baseline(peak.config, peak.epochs, args.members)
                 print(f"{name}: final model trained to the winner's validation peak ({peak.epochs} epochs): test "
                       f"accuracy {platform_peak['accuracy']:.4f} macro-F1 {platform_peak['macro_f1']:.4f}", flush=True)
             lines.append(f"baselines: data={name} platform_macro_f1={platform['macro_f1']:.4f} "
                          f"baseline_macro_f1={baseline['macro_f1']:.4f} platform_acc={platform['accuracy']:.4f} "
-                         f"baseline_acc={baseline['accuracy']:.4f} minutes={minutes:.1f}")
+                         f"baseline_acc={baseline['accuracy']:.4f} minutes={minutes:.1f} members={args.members}")
     print("\n".join(lines))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from tcnvae.final_model import BEST_EPOCH, card_text, final_data, read_search_choice, train_final_model, write_final_model
+from tcnvae.final_model import BEST_EPOCH, MEMBERS, card_text, final_data, read_search_choice, train_final_model, write_final_model
 from tcnvae.tuning.cli import parse_assignments
 
 
@@ -40,6 +40,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--epochs", type=epochs_value, default=None,
                         help=f"epochs to train, or {BEST_EPOCH!r}: the winner's best epoch on validation "
                              "(default: the config's max_epochs)")
+    parser.add_argument("--members", type=int, default=MEMBERS,
+                        help="train the config from this many seeds and average their probabilities "
+                             f"(default: {MEMBERS})")
     parser.add_argument("--output", type=Path, default=None,
                         help="model folder (default: final/ beside best_config.json)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser, args = parse_args(argv)
     # Everything a user can get wrong (paths, settings, data) fails here, as "error: ...", before training.
     try:
+        if args.members < 1:
+            raise ValueError(f"--members must be at least 1, got {args.members}")
         choice = read_search_choice(args.results_dir, args.config, args.epochs,
                                     parse_assignments(args.overrides, "--set"))
         data = final_data(choice.config)
@@ -60,8 +65,9 @@ def main(argv: list[str] | None = None) -> Path:
         parser.error(str(error))
     output = args.output or choice.source.parent / "final"
     print(f"final model: {choice.config['datasets']} on {len(data.train)} windows of "
-          f"{len(set(data.train.subject.tolist()))} subjects for {choice.epochs} epochs")
-    model = train_final_model(choice.config, data, choice.epochs, torch.device(args.device))
+          f"{len(set(data.train.subject.tolist()))} subjects for {choice.epochs} epochs"
+          + (f", {args.members} members" if args.members > 1 else ""))
+    model = train_final_model(choice.config, data, choice.epochs, torch.device(args.device), args.members)
     card = write_final_model(output, model, data, choice)
     print(card_text(card))
     print(f"model folder: {output}  (predict: python -m tcnvae.predict {output} RECORDING --output predicted.csv)")

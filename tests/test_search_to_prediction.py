@@ -184,10 +184,43 @@ def test_final_model_epochs_best_is_the_winners_validation_peak(search, tmp_path
         read_search_choice(config_file=without_record, epochs="best")
 
 
+@pytest.mark.ray
+def test_an_ensemble_final_model_averages_its_members_from_training_to_prediction(search, recording, tmp_path):
+    experiment, _ = search
+    output, printed = run_quietly(recipe("final_model").main,
+                                  [str(experiment), "--members", "2", "--epochs", "1", "--output", str(tmp_path / "pair")])
+    card = json.loads((output / "model.json").read_text())
+    assert card["trained_on"]["members"] == 2 and card["trained_on"]["seeds"] == [card["config"]["seed"],
+                                                                                  card["config"]["seed"] + 1]
+    assert "members=2" in printed
+    predictor = Predictor.load(output)
+    members = list(predictor.model.model.members)
+    assert len(members) == 2
+    assert not torch.equal(members[0].activity_classifier[0].weight, members[1].activity_classifier[0].weight)  # other seeds
+
+    # Its probabilities are the mean of its members' (each standardised as in training), on unseen windows,
+    # and the model card's test score is that average's.
+    unseen, npz, _ = recording
+    cut = window_recordings(load_source("arrays", npz, labels=np.full(len(unseen), "walking"), subjects="x"),
+                            2.56, 1.28, 50.0, "acc_gyro")
+    standardised = (cut.signals - np.array(card["normaliser"]["mean"])) / np.array(card["normaliser"]["std"])
+    mean = np.mean([activity_probabilities(member, standardised.astype(np.float32)) for member in members], axis=0)
+    assert np.allclose(activity_probabilities(predictor.model, cut.signals), mean, atol=1e-5)
+    config = {**trial_settings(json.loads((experiment / "best_config.json").read_text())), "val_fraction": 0.0}
+    data = prepare(data_config(validate_config(config)))
+    test = scored_test_windows(data, config)
+    accuracy = (np.mean([activity_probabilities(member, test.signals) for member in members], axis=0).argmax(1)
+                == test.activity).mean()
+    assert card["test"]["accuracy"] == pytest.approx(accuracy)
+    exported = torch.export.load(output / "model.pt2").module()
+    assert np.allclose(exported(torch.as_tensor(cut.signals, dtype=torch.float32)).detach().numpy(), mean, atol=1e-5)
+
+
 @pytest.mark.parametrize("argv, message", [
     ([], "best config {folder}/best_config.json does not exist"),
     (["--epochs", "last"], "argument --epochs: expected a number of epochs or 'best', got 'last'"),
     (["--epochs", "0"], "epochs must be a positive integer or 'best', got 0"),
+    (["--members", "0"], "--members must be at least 1, got 0"),
 ])
 def test_final_model_command_line_errors_are_one_line(tmp_path, capsys, argv, message):
     if argv:  # a valid best config (all defaults): only the flag is wrong

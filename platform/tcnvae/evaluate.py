@@ -10,6 +10,7 @@ with the training standardisation built in. It is what :mod:`tcnvae.final_model`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,28 +25,48 @@ from tcnvae.model import TCNVAE
 BATCH_SIZE = 512
 
 
+class Ensemble(nn.Module):
+    """``forward(windows)``: standardised windows → the members' activity probabilities, averaged.
+
+    Members are the same config trained from different seeds: averaging removes much of what one seed's
+    initialisation and batch order decide (on UCI-HAR, single seeds of one config spread over 1.5
+    macro-F1 points; README, "Results").
+    """
+
+    def __init__(self, members: Sequence[TCNVAE]):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.softmax(member(windows)[3], dim=1) for member in self.members]).mean(dim=0)
+
+
 class InferenceModel(nn.Module):
     """``forward(windows)``: (batch, time, channels) in the training units → (batch, activities) probabilities.
 
-    The standardiser's mean and std are buffers, so an exported copy carries them.
+    ``model`` is a :class:`TCNVAE` or an :class:`Ensemble` of them. The standardiser's mean and std are
+    buffers, so an exported copy carries them.
     """
 
-    def __init__(self, model: TCNVAE, standardiser: Standardiser):
+    def __init__(self, model: TCNVAE | Ensemble, standardiser: Standardiser):
         super().__init__()
         self.model = model.eval()
         self.register_buffer("mean", torch.as_tensor(standardiser.mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(standardiser.std, dtype=torch.float32))
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        activity_logits = self.model((windows - self.mean) / self.std)[3]
-        return torch.softmax(activity_logits, dim=1)
+        output = self.model((windows - self.mean) / self.std)
+        return torch.softmax(output[3], dim=1) if isinstance(output, tuple) else output
 
 
 @torch.no_grad()
 def activity_probabilities(model: nn.Module, signals: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
     """Softmax over the activity head for windows (N, T, C), in batches, in eval mode.
 
-    ``model`` is a :class:`TCNVAE` (standardised windows in) or an :class:`InferenceModel` (raw windows in).
+    ``model`` is a :class:`TCNVAE` or an :class:`Ensemble` (standardised windows in) or an
+    :class:`InferenceModel` (raw windows in).
     """
     model.eval()
     device = next(model.parameters()).device

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from tcnvae.checkpoints import atomic_write, load_checkpoint
+from tcnvae.checkpoints import atomic_write
 from tcnvae.data.harmonise import channel_set_names, resample, select_channels, window_starts, window_windowset
 from tcnvae.data.normalise import Standardiser
 from tcnvae.data.recordings import ACC, BODY_ACC, GYRO, STANDARD_GRAVITY, Recording
@@ -45,8 +45,8 @@ from tcnvae.data.sources import load_source
 from tcnvae.data.sources.parsing import read_npz
 from tcnvae.data.taxonomy import ACTIVITIES
 from tcnvae.data.windows import WindowSet
-from tcnvae.evaluate import InferenceModel, activity_probabilities
-from tcnvae.final_model import WEIGHTS_FILE, read_card
+from tcnvae.evaluate import Ensemble, InferenceModel, activity_probabilities
+from tcnvae.final_model import WEIGHTS_FILE, load_weights, read_card
 from tcnvae.model import TCNVAE
 
 TIME_COLUMNS = ("time", "time_s", "timestamp")
@@ -165,7 +165,7 @@ def check_units(channel_names: Sequence[str], signal: np.ndarray, where: str) ->
 class Predictor:
     """A final model ready to label recordings; :meth:`load` a model folder, then :meth:`predict`."""
 
-    def __init__(self, card: dict[str, Any], model: TCNVAE):
+    def __init__(self, card: dict[str, Any], model: TCNVAE | Ensemble):
         self.card = card
         self.activities: list[str] = card["activities"]
         self.channels = channel_set_names(card["channel_set"])
@@ -177,10 +177,7 @@ class Predictor:
     @classmethod
     def load(cls, model_dir: str | Path) -> Predictor:
         card = read_card(model_dir)
-        payload = load_checkpoint(Path(model_dir) / WEIGHTS_FILE)
-        model = TCNVAE.from_config(payload["model_config"])
-        model.load_state_dict(payload["model_state"])
-        return cls(card, model)
+        return cls(card, load_weights(Path(model_dir) / WEIGHTS_FILE))
 
     def predict(self, recording: str | Path | Recording | Sequence[Recording] | WindowSet, *,
                 sample_rate: float | None = None, top_k: int = 3, unit_check: bool = True) -> Predictions:
