@@ -11,9 +11,10 @@ on these groups. Methods:
   half the batch size, i.e. the same labelled windows per step and steps per epoch as the adapting methods;
 - ``dann``: source windows plus the unlabelled target windows, half of every batch each
   (``target_balanced``), with ``--adapt unlabelled``'s default weights;
-- ``searched``: ``--search-trials`` random draws of lr, β, λ_act, dropout and the adaptation weights
-  (the ranges of ``searches/loss_weights.py --adapt unlabelled``), each trained like ``dann``; the draw
-  with the best score of ``--adapt unlabelled``'s default metric is kept. No target label chooses anything.
+- ``searched``: ``--search-trials`` draws of lr, β, λ_act, dropout and the adaptation weights (the
+  ranges of ``searches/loss_weights.py --adapt unlabelled``), each trained like ``dann``; the first is
+  the defaults, as in a Tune search (so ``dann`` itself), the others random. The draw with the best
+  score of ``--adapt unlabelled``'s default metric is kept. No target label chooses anything.
   The target F1 of the draw each label-free score (DEV, source risk) would have kept is printed beside
   it, for analysis only.
 
@@ -43,7 +44,7 @@ import torch
 
 from tcnvae.data import prepare
 from tcnvae.data.pipeline import PreparedData
-from tcnvae.tuning import spaces
+from tcnvae.tuning import search, spaces
 from tcnvae.tuning.config import OBJECTIVES, data_config, validate_config
 from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
 from tcnvae.tuning.selection import LabelFreeSelection
@@ -81,16 +82,22 @@ def train(data: PreparedData, config: dict[str, Any], adapt: bool) -> tuple[floa
     return trainer.last_val_metrics["macro_f1"], scores
 
 
-def searched(data: PreparedData, base: dict[str, Any], trials: int) -> dict[str, tuple[float, dict[str, Any]]]:
+def searched(data: PreparedData, base: dict[str, Any], trials: int,
+             defaults: tuple[float, dict[str, float]]) -> dict[str, tuple[float, dict[str, Any]]]:
     """For the default metric and each of :data:`PICKED_BY`: the target macro-F1 and the draw of the
-    draw that score keeps (the best score, never a target label)."""
+    draw that score keeps (the best score, never a target label). As a Tune search does, the first draw
+    is the defaults (``search.defaults_trial``): ``dann``, whose result ``defaults`` is, not trained again."""
     space = {**spaces.loss_weight_space(), **spaces.adaptation_space()}
     space.pop("batch_size")  # the scenario's loaders fix it
     rng = np.random.default_rng(base["seed"])
     best: dict[str, tuple[float, float, dict[str, Any]]] = {}
-    for _ in range(trials):
-        draw = {key: domain.sample(random_state=rng) for key, domain in space.items()}
-        macro_f1, scores = train(data, validate_config({**base, **draw}), adapt=True)
+    for trial in range(trials):
+        if trial == 0:
+            draw = search.defaults_trial(space, base)
+            macro_f1, scores = defaults
+        else:
+            draw = {key: domain.sample(random_state=rng) for key, domain in space.items()}
+            macro_f1, scores = train(data, validate_config({**base, **draw}), adapt=True)
         for objective in {base["objective"], *PICKED_BY}:
             score = scores[OBJECTIVES[objective]]
             if objective not in best or score > best[objective][0]:
@@ -125,8 +132,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             data = prepare(data_config(base))
             scores["source_only"][s, scenario], _ = train(data, {**base, "lambda_dom": 0.0, "lambda_ent": 0.0},
                                                           adapt=False)
-            scores["dann"][s, scenario], _ = train(data, base, adapt=True)
-            picks = searched(data, base, args.search_trials)
+            dann = train(data, base, adapt=True)
+            scores["dann"][s, scenario] = dann[0]
+            picks = searched(data, base, args.search_trials, dann)
             scores["searched"][s, scenario], chosen = picks[base["objective"]]
             for objective in PICKED_BY:
                 scores[objective][s, scenario] = picks[objective][0]

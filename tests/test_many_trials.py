@@ -71,9 +71,9 @@ def test_the_leak_checks_see_an_actor_and_its_placement_group_left_running(ray_c
 
 def test_max_concurrent_limits_a_random_search_too(tmp_path):
     """Tune applies max_concurrent_trials to a Searcher only; a random search's generator gets the limit itself."""
-    searcher, limit = search.search_algorithm(search.RandomSearch(), tmp_path, seed=0, max_concurrent=1)
+    searcher, limit = search.search_algorithm(search.RandomSearch(), tmp_path, {"seed": 0}, {}, max_concurrent=1)
     assert isinstance(searcher, BasicVariantGenerator) and searcher.max_concurrent == 1 and limit is None
-    optuna_searcher, limit = search.search_algorithm(search.OptunaTPE(["val/accuracy"]), tmp_path, seed=0,
+    optuna_searcher, limit = search.search_algorithm(search.OptunaTPE(["val/accuracy"]), tmp_path, {"seed": 0}, {},
                                                      max_concurrent=1)
     assert limit == 1  # Tune limits a Searcher itself
 

@@ -19,11 +19,12 @@ import optuna
 import pytest
 import ray
 import torch
+from ray import tune
 from ray.tune import ExperimentAnalysis
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tcnvae.checkpoints import load_checkpoint
-from tcnvae.tuning import CHECKPOINT_FILE, cli, spaces, validate_config
+from tcnvae.tuning import CHECKPOINT_FILE, cli, search, spaces, validate_config
 from tcnvae.tuning.progress import SNAPSHOT_LOGGER, SNAPSHOT_WARNING, SearchProgress, format_duration
 from tcnvae.tuning.results import pareto_front, rank, trial_settings, write_csv
 
@@ -104,6 +105,20 @@ def test_bad_flags_are_named(argv, message):
         cli.base_config(args, {})
 
 
+def test_a_new_search_starts_from_the_defaults_moved_into_its_ranges():
+    config = validate_config({})
+    space = spaces.loss_weight_space()
+    first = search.defaults_trial({**config, **space}, config)
+    assert first == {key: config[key] for key in space}  # lr, the loss weights, batch size, dropout
+    narrowed = search.defaults_trial({**config, **spaces.loss_weight_space((1e-4, 1e-3))}, config)
+    assert narrowed == {**first, "lr": 1e-3}  # lr 2e-3: the nearest end of the range
+    assert search.defaults_trial({**config, "batch_size": tune.choice([16, 32])}, config) == {"batch_size": 32}
+    assert search.defaults_trial({**config, "max_epochs": tune.randint(5, 20)}, config) == {"max_epochs": 19}
+    assert search.defaults_trial({**config, "optimizer": tune.choice(["sgd"])}, config) is None  # nothing near
+    assert search.defaults_trial({**config, **spaces.loss_weight_grid()}, config) is None  # a grid is its own design
+    assert search.defaults_trial(config, config) is None  # nothing searched
+
+
 def test_search_space_ends_are_validated():
     config = validate_config({})
     cli.validate_space(config, {"lr": [1e-4, 1e-3], "dropout": [0.1, 0.5]})
@@ -171,6 +186,13 @@ def test_optuna_with_asha_stops_bad_trials_early_and_optuna_receives_every_resul
     study = optuna.load_study(study_name="asha", storage=f"sqlite:///{experiment / 'optuna.db'}")
     told = sorted(trial.value for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE)
     assert told == sorted(accuracies)
+    # The first trial is the defaults (enqueued; the batch size capped to the largest this small data
+    # set allows), the others Optuna's draws.
+    defaults = validate_config({})
+    first, *others = sorted(study.trials, key=lambda trial: trial.number)
+    assert set(first.params) == {"lr", "beta", "lambda_act", "lambda_dom", "batch_size", "dropout"}
+    assert first.params == pytest.approx({**{key: defaults[key] for key in first.params}, "batch_size": 16})
+    assert all(trial.params["lr"] != defaults["lr"] for trial in others)
 
     best = trial_settings(json.loads((experiment / "best_config.json").read_text()))
     assert validate_config(best) == best

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import optuna
 from ray import tune
 from ray.tune.search import Searcher
 from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from tcnvae.tuning import provenance
 from tcnvae.tuning.cli import experiment_location, start_ray, trial_dirname, tune_storage
@@ -54,9 +56,9 @@ class OptunaTPE:
     metrics: Sequence[str]
     space: Callable[[optuna.Trial], Any] | None = None
 
-    def build(self, experiment: Path, seed: int) -> Searcher:
+    def build(self, experiment: Path, seed: int, first: list[dict[str, Any]] | None = None) -> Searcher:
         single = len(self.metrics) == 1
-        return ResumableOptunaSearch(space=self.space,
+        return ResumableOptunaSearch(space=self.space, points_to_evaluate=first,
                                      metric=self.metrics[0] if single else list(self.metrics),
                                      mode=OBJECTIVE_MODE if single else [OBJECTIVE_MODE] * len(self.metrics),
                                      sampler=optuna.samplers.TPESampler(seed=seed),
@@ -70,8 +72,8 @@ class RandomSearch:
     """Independent draws from the Tune domains (every combination of a ``tune.grid_search``), seeded with
     the search's seed. For spaces Optuna cannot store (lists as choices) and for PBT's first population."""
 
-    def build(self, experiment: Path, seed: int) -> Searcher:
-        return BasicVariantGenerator(random_state=seed)
+    def build(self, experiment: Path, seed: int, first: list[dict[str, Any]] | None = None) -> Searcher:
+        return BasicVariantGenerator(random_state=seed, points_to_evaluate=first)
 
 
 def keep_best_checkpoints(metric: str, count: int = 2) -> tune.CheckpointConfig:
@@ -81,14 +83,54 @@ def keep_best_checkpoints(metric: str, count: int = 2) -> tune.CheckpointConfig:
                                  checkpoint_score_order=OBJECTIVE_MODE)
 
 
-def search_algorithm(searcher: OptunaTPE | RandomSearch, experiment: Path, seed: int,
-                     max_concurrent: int | None) -> tuple[Searcher, int | None]:
-    """The searcher's Tune object, and the ``max_concurrent_trials`` to give Tune with it.
+def _nearest(domain: Domain, value: Any) -> Any:
+    """``value`` if it lies in ``domain``, else the nearest value that does (None when none is near:
+    a value that is not a number among categories that are not all numbers)."""
+    if isinstance(domain, Categorical):
+        if any(value == category for category in domain.categories):
+            return value
+        numeric = all(isinstance(v, Real) and not isinstance(v, bool) for v in (value, *domain.categories))
+        return min(domain.categories, key=lambda category: abs(category - value)) if numeric else None
+    if isinstance(value, bool) or not isinstance(value, Real):
+        return None
+    if isinstance(domain, Integer):  # Tune's integer upper bounds are exclusive
+        return min(max(int(round(value)), domain.lower), domain.upper - 1)
+    return min(max(value, domain.lower), domain.upper) if isinstance(domain, Float) else None
+
+
+def defaults_trial(param_space: Mapping[str, Any], config: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The first trial of a new search: ``config``'s own value of every searched key (the defaults, or
+    what --set/--config gave), each moved to the nearest value its range allows (a batch size capped by a
+    small data set, a learning rate outside a narrowed range); None when the space is a grid or a key
+    has no value near its range.
+
+    Why: the defaults are a measured, good configuration (README, "Results"), and a search of a dozen
+    draws can miss every point as good; with them as its first trial, the search's winner is at least
+    as good as the defaults on the objective it chooses by. Optuna's ``enqueue_trial`` is made for this.
+    """
+    point = {}
+    for key, domain in param_space.items():
+        if isinstance(domain, Mapping) and "grid_search" in domain:
+            return None  # a grid is its own design; an extra point would not be one of its corners
+        if isinstance(domain, Domain):
+            point[key] = _nearest(domain, config.get(key))
+            if point[key] is None:
+                return None
+    return point or None
+
+
+def search_algorithm(searcher: OptunaTPE | RandomSearch, experiment: Path, config: Mapping[str, Any],
+                     param_space: Mapping[str, Any], max_concurrent: int | None) -> tuple[Searcher, int | None]:
+    """The searcher's Tune object, starting from :func:`defaults_trial`, and the ``max_concurrent_trials``
+    to give Tune with it.
 
     Tune limits only a ``Searcher`` by ``max_concurrent_trials``; a random or grid search's generator
     would run as many trials as fit (with a warning), so it takes the limit itself.
     """
-    search_alg = searcher.build(experiment, seed)
+    first = defaults_trial(param_space, config)
+    if first:
+        print("First trial: the defaults, " + ", ".join(f"{key}={value!r}" for key, value in first.items()))
+    search_alg = searcher.build(experiment, config["seed"], [first] if first else None)
     if isinstance(search_alg, BasicVariantGenerator) and max_concurrent is not None:
         search_alg.max_concurrent, max_concurrent = max_concurrent, None
     return search_alg, max_concurrent
@@ -119,7 +161,7 @@ def run_search(args: argparse.Namespace, experiment: Path, config: Mapping[str, 
         experiment.mkdir(parents=True)  # the searcher's own files (the Optuna study) live there too
         searched = searched or {key: value for key, value in param_space.items() if is_search_domain(value)}
         write_search_start(experiment, searched, config)
-        search_alg, max_concurrent = search_algorithm(searcher, experiment, config["seed"], args.max_concurrent)
+        search_alg, max_concurrent = search_algorithm(searcher, experiment, config, param_space, args.max_concurrent)
         tuner = _new_tuner(args, experiment, config, trainable, param_space,
                            tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
                                            num_samples=num_samples, max_concurrent_trials=max_concurrent,
