@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,18 +19,10 @@ from tcnvae.baselines import (
 )
 from tcnvae.data.pipeline import prepare
 from tcnvae.tuning.config import data_config, validate_config
+from test_searches import recipe
 
-SEARCHES = Path(__file__).resolve().parents[1] / "searches"
 SMALL_DATA = {"source_options": {"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 10}}}
 TINY_MODEL = {"hidden_dims": [8], "latent_dim": 4, "head_hidden": 16, "decoder_channels": 8}
-
-
-def recipe(name: str):
-    """A search script loaded as a module, so tests call its ``main(argv)`` against the shared cluster."""
-    spec = importlib.util.spec_from_file_location(f"searches_{name}", SEARCHES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def set_flags(settings: dict) -> list[str]:

@@ -141,6 +141,7 @@ def test_final_model_trains_on_train_and_validation_subjects_and_tests_once(sear
     card = json.loads((final_dir / "model.json").read_text())
     record = json.loads((experiment / "best_config.json").read_text())[TEST_RECORD_KEY]
     assert card["trained_on"]["epochs"] == card["config"]["max_epochs"] == 2  # the whole schedule
+    assert card["trained_on"]["members"] == 3  # seeds averaged, by default
     assert card["test"]["subjects"] == record["subjects"]  # the same test people as the search
     assert not set(card["trained_on"]["subjects"]) & set(card["test"]["subjects"])
     assert len(card["trained_on"]["subjects"]) + len(card["test"]["subjects"]) == 2 * 4  # every subject used once
