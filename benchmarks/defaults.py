@@ -14,7 +14,7 @@ With ``--no-previous`` the previous defaults are not trained and their figures p
 
 Last lines, one per data set:
 ``defaults: data=hapt previous_macro_f1=… current_macro_f1=… baseline_macro_f1=… previous_acc=…
-current_acc=… baseline_acc=… epochs=… minutes=…`` (one line).
+current_acc=… baseline_acc=… epochs=… seed=… members=… minutes=…`` (one line).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import math
 import time
 
 from baselines import DATA_SETTINGS, final_model_and_baseline
+
+from tcnvae.final_model import MEMBERS
 
 from tcnvae.tuning.cli import parse_assignments
 from tcnvae.tuning.config import validate_config
@@ -45,11 +47,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="of the split, the initialisation and the forest")
     parser.add_argument("--previous", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the previous defaults (--no-previous: only the current ones and the forest)")
+    parser.add_argument("--members", type=int, default=MEMBERS,
+                        help=f"seeds each final model averages (default: {MEMBERS}, as searches/final_model.py)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="a trial setting on top of the current defaults (repeatable)")
     args = parser.parse_args()
-    if args.epochs < 1:
-        parser.error("--epochs must be at least 1")
+    if args.epochs < 1 or args.members < 1:
+        parser.error("--epochs and --members must be at least 1")
     try:  # every setting checked before the first model trains
         current_settings = {**parse_assignments(args.overrides, "--set"), "seed": args.seed}
         for name in args.data:
@@ -60,14 +64,14 @@ def main() -> None:
     for name in args.data:
         started = time.perf_counter()
         previous = (final_model_and_baseline({**DATA_SETTINGS[name], **PREVIOUS_DEFAULTS, "seed": args.seed,
-                                              "max_epochs": args.epochs}, args.epochs)[0]
+                                              "max_epochs": args.epochs}, args.epochs, args.members)[0]
                     if args.previous else {"accuracy": math.nan, "macro_f1": math.nan})
         current, baseline = final_model_and_baseline({**DATA_SETTINGS[name], **current_settings,
-                                                      "max_epochs": args.epochs}, args.epochs)
+                                                      "max_epochs": args.epochs}, args.epochs, args.members)
         lines.append(f"defaults: data={name} previous_macro_f1={previous['macro_f1']:.4f} "
                      f"current_macro_f1={current['macro_f1']:.4f} baseline_macro_f1={baseline['macro_f1']:.4f} "
                      f"previous_acc={previous['accuracy']:.4f} current_acc={current['accuracy']:.4f} "
-                     f"baseline_acc={baseline['accuracy']:.4f} epochs={args.epochs} seed={args.seed} "
+                     f"baseline_acc={baseline['accuracy']:.4f} epochs={args.epochs} seed={args.seed} members={args.members} "
                      f"minutes={(time.perf_counter() - started) / 60:.1f}")
     print("\n".join(lines))
 
