@@ -151,7 +151,7 @@ def test_final_model_trains_on_train_and_validation_subjects_and_tests_once(sear
     assert (card["sample_rate"], card["window_length"], card["hop_seconds"]) == (50.0, 128, 1.28)
     assert len(card["normaliser"]["mean"]) == 6 and len(card["data_fingerprint"]["windows_sha256"]) == 64
     weights = torch.load(final_dir / "weights.pt", weights_only=True)
-    assert set(weights) == {"model_state", "model_config"}
+    assert set(weights) == {"member_states", "model_config"} and len(weights["member_states"]) == 3
     image = (final_dir / "confusion_matrix.png").read_bytes()
     assert image.startswith(b"\x89PNG")
 

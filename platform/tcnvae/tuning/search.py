@@ -75,6 +75,12 @@ class RandomSearch:
     def build(self, experiment: Path, seed: int, first: list[dict[str, Any]] | None = None) -> Searcher:
         return BasicVariantGenerator(random_state=seed, points_to_evaluate=first)
 
+    @staticmethod
+    def unpresettable_keys(point: Mapping[str, Any]) -> list[str]:
+        """The keys of ``point`` Tune's random search cannot preset: it reads a list value (``hidden_dims``)
+        as one setting per item, and fails."""
+        return [key for key, value in point.items() if isinstance(value, (list, tuple, dict))]
+
 
 def keep_best_checkpoints(metric: str, count: int = 2) -> tune.CheckpointConfig:
     """The ``count`` best checkpoints by ``metric`` (the models worth keeping); Tune also keeps each
@@ -128,7 +134,12 @@ def search_algorithm(searcher: OptunaTPE | RandomSearch, experiment: Path, confi
     would run as many trials as fit (with a warning), so it takes the limit itself.
     """
     first = defaults_trial(param_space, config)
-    if first:
+    unpresettable = RandomSearch.unpresettable_keys(first or {}) if isinstance(searcher, RandomSearch) else []
+    if unpresettable:
+        print(f"First trial: a random draw like the others (Tune's random search cannot start from the "
+              f"defaults' {', '.join(unpresettable)}: a list)")
+        first = None
+    elif first:
         print("First trial: the defaults, " + ", ".join(f"{key}={value!r}" for key, value in first.items()))
     search_alg = searcher.build(experiment, config["seed"], [first] if first else None)
     if isinstance(search_alg, BasicVariantGenerator) and max_concurrent is not None:
