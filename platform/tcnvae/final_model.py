@@ -15,7 +15,7 @@ the peak instead.
 
 ``members`` above 1 trains the config from that many seeds and averages their probabilities (an
 :class:`~tcnvae.evaluate.Ensemble`): one seed's initialisation and batch order move the test score by
-more than most settings do, and the average is steadier and usually better than a single seed.
+more than most settings do, and the average is steadier (not always above a lucky seed).
 
 The folder it writes (``MODEL_DIR``) is all a user needs to run the model:
 
