@@ -14,7 +14,8 @@ Data sets: UCI-HAR with its official split (9 published test subjects) and HAPT 
     python benchmarks/baselines.py --data hapt --num-samples 4 --max-epochs 4   # a small budget
 
 Last lines, one per data set:
-``baselines: data=uci_har platform_macro_f1=… baseline_macro_f1=… platform_acc=… baseline_acc=… minutes=… members=…``.
+``baselines: data=uci_har platform_macro_f1=… baseline_macro_f1=… platform_acc=… baseline_acc=… minutes=… members=…
+cross_validated=…``.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from typing import Any
 
 from tcnvae.baselines import evaluate_baseline
 from tcnvae.evaluate import score
-from tcnvae.final_model import BEST_EPOCH, MEMBERS, final_data, read_search_choice, train_final_model
+from tcnvae.final_model import BEST_EPOCH, MEMBERS, NO_VALIDATION, final_data, read_search_choice, train_final_model
 from tcnvae.tuning.config import validate_config
+from tcnvae.tuning.cross_validation import FOLDS
 from tcnvae.tuning.scoring import scored_test_windows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,14 +49,17 @@ NUM_SAMPLES = 12
 MAX_EPOCHS = 15
 
 
-def default_search(settings: dict[str, Any], storage: Path, name: str, num_samples: int, max_epochs: int) -> Path:
-    """Run searches/loss_weights.py on its defaults with the data's settings; the experiment folder."""
+def default_search(settings: dict[str, Any], storage: Path, name: str, num_samples: int, max_epochs: int,
+                   cross_validate: int = 0, folds: int = FOLDS) -> Path:
+    """Run searches/loss_weights.py on its defaults with the data's settings (and ``--cross-validate``);
+    the experiment folder."""
     spec = importlib.util.spec_from_file_location("searches_loss_weights", ROOT / "searches" / "loss_weights.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
     flags = [flag for key, value in settings.items() for flag in ("--set", f"{key}={json.dumps(value)}")]
     recipe.main(["--storage-path", str(storage), "--name", name, "--num-samples", str(num_samples),
-                 "--max-epochs", str(max_epochs), *flags])
+                 "--max-epochs", str(max_epochs), "--cross-validate", str(cross_validate), "--folds", str(folds),
+                 *flags])
     return storage / name
 
 
@@ -64,7 +69,7 @@ def final_model_and_baseline(config: dict[str, Any], epochs: int,
     ``epochs``, its schedules spanning its ``max_epochs``; ``members`` seeds averaged) and scored once on
     the test subjects; the baseline fitted on the same training windows. Returns (platform, baseline)
     test scores."""
-    config = validate_config({**config, "val_fraction": 0.0})
+    config = validate_config({**config, **NO_VALIDATION})
     data = final_data(config)
     model = train_final_model(config, data, epochs, members=members)
     metrics = score(model, scored_test_windows(data, config), config["domain_by"], data.domain_names)
@@ -81,6 +86,10 @@ def main() -> None:
                         help="where the searches are kept (default: a temporary folder)")
     parser.add_argument("--members", type=int, default=MEMBERS,
                         help=f"seeds the final model averages, as searches/final_model.py --members (default: {MEMBERS})")
+    parser.add_argument("--cross-validate", type=int, default=0, metavar="N",
+                        help="choose among the search's N best trials over --folds folds of people, as "
+                             "searches/loss_weights.py --cross-validate (default: 0, off)")
+    parser.add_argument("--folds", type=int, default=FOLDS, help=f"for --cross-validate (default: {FOLDS})")
     parser.add_argument("--compare-best-epoch", action="store_true",
                         help="also train the final model to the winner's validation peak (epochs=best)")
     args = parser.parse_args()
@@ -96,7 +105,7 @@ def main() -> None:
         for name in args.data:
             started = time.perf_counter()
             experiment = default_search(DATA_SETTINGS[name], storage, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                                        args.num_samples, args.max_epochs)
+                                        args.num_samples, args.max_epochs, args.cross_validate, args.folds)
             choice = read_search_choice(experiment)  # the whole schedule, as searches/final_model.py
             platform, baseline = final_model_and_baseline(choice.config, choice.epochs, args.members)
             minutes = (time.perf_counter() - started) / 60
@@ -110,7 +119,8 @@ def main() -> None:
                       f"accuracy {platform_peak['accuracy']:.4f} macro-F1 {platform_peak['macro_f1']:.4f}", flush=True)
             lines.append(f"baselines: data={name} platform_macro_f1={platform['macro_f1']:.4f} "
                          f"baseline_macro_f1={baseline['macro_f1']:.4f} platform_acc={platform['accuracy']:.4f} "
-                         f"baseline_acc={baseline['accuracy']:.4f} minutes={minutes:.1f} members={args.members}")
+                         f"baseline_acc={baseline['accuracy']:.4f} minutes={minutes:.1f} members={args.members} "
+                         f"cross_validated={args.cross_validate}")
     print("\n".join(lines))
 
 

@@ -12,6 +12,7 @@ in their architecture only. Searched:
 
     python searches/architecture.py                              # synthetic data, minutes on a CPU
     python searches/architecture.py --data hapt --data-path hapt=../shared/data/hapt_raw.npz --num-samples 16
+    python searches/architecture.py --cross-validate 3          # choose among the 3 best over folds of people
     python searches/loss_weights.py --config results/<architecture experiment>/best_config.json   # then the weights
 
 Random search, not Optuna: ``hidden_dims`` is a list, which Optuna's categorical parameters cannot
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from ray import tune
 
-from tcnvae.tuning import cli, schedulers, search
+from tcnvae.tuning import cli, cross_validation, schedulers, search
 from tcnvae.tuning.config import OBJECTIVES
 from tcnvae.tuning.results import summarise_search
 
@@ -44,13 +45,16 @@ SPACE = {
 
 
 def main(argv: list[str] | None = None) -> tune.ResultGrid:
-    args = cli.search_parser(__doc__).parse_args(argv)
+    parser = cli.search_parser(__doc__)
+    cross_validation.add_arguments(parser)  # --cross-validate N: choose among the N best over folds of people
+    args = parser.parse_args(argv)
 
     # Everything is checked before Ray starts, every architecture of the space included.
     config = cli.base_config(args, RECIPE_DEFAULTS)
     cli.validate_space(config, SPACE)
-    config, _ = cli.prepare_data(config)  # every data problem now, in seconds, not in every trial
+    config, data = cli.prepare_data(config)  # every data problem now, in seconds, not in every trial
     metric = OBJECTIVES[config["objective"]]
+    cross_validation.check_cross_validation(args.cross_validate, args.folds, config, data, [metric])
     scheduler = schedulers.asha(metric, config["max_epochs"], GRACE_PERIOD, REDUCTION_FACTOR)
     experiment = cli.experiment_path(args, "architecture")
 
@@ -59,7 +63,11 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         scheduler=scheduler, num_samples=args.num_samples or NUM_SAMPLES,
         checkpoints=search.keep_best_checkpoints(metric),
     )
-    summarise_search(results, experiment, list(SPACE), [metric])
+    best = summarise_search(results, experiment, list(SPACE), [metric], score_test=not args.cross_validate)
+    if best is not None and args.cross_validate:
+        cross_validation.cross_validate(results, experiment, metric, candidates=args.cross_validate,
+                                        folds=args.folds, cpus_per_trial=args.cpus_per_trial,
+                                        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures)
     return results
 
 

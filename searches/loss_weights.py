@@ -11,6 +11,7 @@ given by --set or --config is fixed and not searched.
     python searches/loss_weights.py --data uci_har hapt --num-samples 100 --max-epochs 50 \\
         --gpus-per-trial 0.25 --set hidden_dims=[64,64,128] --set latent_dim=64   # a GPU machine
     python searches/loss_weights.py --name NAME --resume   # continue an interrupted search
+    python searches/loss_weights.py --cross-validate 3     # the 3 best rerun over 4 folds of people; best mean wins
     python searches/loss_weights.py --set domain_by=subject_group --target-domain target --adapt unlabelled \
         --metric dev --set 'subject_groups={"source": [...], "target": [...]}'   # adapt to unlabelled people
 
@@ -26,7 +27,7 @@ import argparse
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
-from tcnvae.tuning import cli, schedulers, search, spaces
+from tcnvae.tuning import cli, cross_validation, schedulers, search, spaces
 from tcnvae.tuning.config import OBJECTIVES
 from tcnvae.tuning.results import summarise_search
 
@@ -54,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "searches their Pareto front; every trial runs to the end")
     parser.add_argument("--lr-range", nargs=2, type=float, default=list(spaces.LR), metavar=("LOW", "HIGH"),
                         help="learning-rate range, e.g. the one searches/lr_range.py suggests (default: 5e-4 5e-3)")
+    cross_validation.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -80,6 +82,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         raise ValueError("--objectives target_accuracy needs --target-domain (the held-out domain it measures)")
     metrics = [OBJECTIVES[name] for name in objectives or [config["objective"]]]
     config, data = cli.prepare_data(config)
+    cross_validation.check_cross_validation(args.cross_validate, args.folds, config, data, metrics)
     space = spaces.loss_weight_grid((low, high)) if args.search == "grid" else spaces.loss_weight_space((low, high))
     if config["adapt"] == "unlabelled" and args.search != "grid":
         space.update(spaces.adaptation_space())  # adapting is the domain head's job: its weight and α ramp
@@ -95,7 +98,11 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         num_samples=args.num_samples or (1 if args.search == "grid" else NUM_SAMPLES),
         checkpoints=search.keep_best_checkpoints(metrics[0]),
         data=data)
-    summarise_search(results, experiment, list(space), metrics)
+    best = summarise_search(results, experiment, list(space), metrics, score_test=not args.cross_validate)
+    if best is not None and args.cross_validate:  # choose again, over folds of people; scores its own choice
+        cross_validation.cross_validate(results, experiment, metrics[0], candidates=args.cross_validate,
+                                        folds=args.folds, cpus_per_trial=args.cpus_per_trial,
+                                        gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures)
     return results
 
 

@@ -15,7 +15,7 @@ from tcnvae.data import (
     stratified_subject_split,
     uci_har_official,
 )
-from tcnvae.data.splits import UCI_HAR_TEST_SUBJECTS
+from tcnvae.data.splits import UCI_HAR_TEST_SUBJECTS, SubjectFold
 
 
 def _assert_subject_disjoint(ws: WindowSet, split: dict[str, np.ndarray]) -> None:
@@ -124,3 +124,31 @@ def test_uci_har_official_split_uses_the_published_test_subjects(uci_har_windows
 def test_uci_har_official_split_needs_uci_har(synthetic_windows):
     with pytest.raises(ValueError, match="uci_har"):
         uci_har_official(synthetic_windows)
+
+
+@pytest.mark.parametrize("split", [
+    lambda ws, fold: split_by_subject(ws, 0.15, 0.2, seed=3, val_fold=fold),
+    lambda ws, fold: leave_one_domain_out(ws, "synthetic_c", seed=3, val_fold=fold),
+])
+def test_subject_folds_validate_everyone_outside_the_test_side_once(synthetic_windows, split):
+    folds = [split(synthetic_windows, SubjectFold(index, 3)) for index in range(3)]
+    for each in folds:
+        _assert_subject_disjoint(synthetic_windows, each)
+        assert np.array_equal(each["test"], folds[0]["test"])  # the test side does not move
+    validated = [set(synthetic_windows.subject[each["val"]]) for each in folds]
+    assert all(validated) and not any(a & b for a, b in itertools.combinations(validated, 2))
+    outside_test = set(synthetic_windows.subject) - set(synthetic_windows.subject[folds[0]["test"]])
+    assert set().union(*validated) == outside_test
+    for dataset in set(synthetic_windows.dataset[folds[0]["train"]]):  # folds of each dataset's people
+        sizes = [len(set(synthetic_windows.subject[each["val"]][synthetic_windows.dataset[each["val"]] == dataset]))
+                 for each in folds]
+        assert max(sizes) - min(sizes) <= 1
+
+
+def test_subject_folds_need_enough_people(synthetic_windows):
+    with pytest.raises(ValueError, match="use at most"):
+        split_by_subject(synthetic_windows, 0.15, 0.2, val_fold=SubjectFold(0, 50))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        SubjectFold(0, 1)
+    with pytest.raises(ValueError, match="0 <= fold < 3"):
+        SubjectFold(3, 3)

@@ -143,6 +143,9 @@ def test_resume_needs_an_existing_experiment_and_a_new_run_a_new_folder(tmp_path
     (["--data", "no_such_dataset"], "unknown datasets"),
     (["--lr-range", "1e-3", "1e-4"], "--lr-range"),
     (["--gpus-per-trial", "0.5"], "gpus_per_trial=0.5"),
+    (["--cross-validate", "2", "--folds", "1", *TINY], "at least 2 folds"),
+    (["--cross-validate", "2", "--folds", "9", *TINY], "has 3 people outside the test side; use --folds 3"),
+    (["--cross-validate", "2", "--objectives", "accuracy,worst_domain_accuracy", *TINY], "one objective"),
 ])
 def test_impossible_values_are_rejected_before_ray_starts(monkeypatch, tmp_path, argv, message):
     if "--gpus-per-trial" in argv and torch.cuda.is_available():

@@ -68,6 +68,8 @@ single seeds of the defaults scored 0.9273–0.9418 test macro-F1 on UCI-HAR. Th
 the first seed alone, moved test macro-F1 by −0.3 to +0.8 points over six comparisons (+0.2 on average;
 README, "Results") and sat at or above the single seeds' mean. The final model trains once, so three
 times one run is small beside the search."""
+NO_VALIDATION = {"val_fraction": 0.0, "val_folds": 0, "val_fold": 0}
+"""The split settings that move a search's validation subjects (a fraction or a fold) to the training side."""
 BEST_EPOCH = "best"
 """``epochs`` value meaning: the epoch at which the search's winner peaked on validation."""
 UNITS = {"acc": "g (total acceleration, gravity included)", "body_acc": "g (gravity removed)", "gyro": "rad/s"}
@@ -115,7 +117,7 @@ def read_search_choice(results_dir: str | Path | None = None, config_file: str |
 
 def final_data(config: Mapping[str, Any]) -> PreparedData:
     """The search's split with the validation subjects on the training side (see the module docstring)."""
-    return prepare(data_config({**config, "val_fraction": 0.0}))
+    return prepare(data_config({**config, **NO_VALIDATION}))
 
 
 def train_final_model(config: Mapping[str, Any], data: PreparedData, epochs: int,
@@ -215,7 +217,7 @@ def write_final_model(output: str | Path, model: TCNVAE | Ensemble, data: Prepar
                       choice: SearchChoice) -> dict[str, Any]:
     """Score ``model`` once on the test subjects and write the model folder; returns the model card."""
     output = Path(output)
-    config = {**choice.config, "val_fraction": 0.0}
+    config = {**choice.config, **NO_VALIDATION}
     model = model.cpu().eval()
     test = scored_test_windows(data, config)
     metrics = score(model, test, config["domain_by"], data.domain_names) if len(test) else None

@@ -34,6 +34,7 @@ from tcnvae.data.normalise import Standardiser
 from tcnvae.data.recordings import Recording
 from tcnvae.data.sources import available_sources, load_source
 from tcnvae.data.splits import (
+    SubjectFold,
     leave_one_domain_out,
     split_by_subject,
     uci_har_official,
@@ -71,6 +72,9 @@ class DataConfig:
     subject_groups: dict[str, list[str]] = field(default_factory=dict)  # group -> subjects; see with_subject_groups
     unlabelled_stretches: bool = False  # recordings' unlabelled stretches of training-side people join, unlabelled
     val_fraction: float = 0.15  # of subjects, per dataset
+    # 0: validation is val_fraction's draw; K >= 2: fold val_fold of K folds of people (tcnvae.data.splits.SubjectFold)
+    val_folds: int = 0
+    val_fold: int = 0
     test_fraction: float = 0.2  # of subjects, per dataset; only for split="subject"
     seed: int = 0  # of the split and of the training loader's shuffling
     batch_size: int = 64
@@ -117,6 +121,11 @@ class DataConfig:
                 f"val_fraction + test_fraction must be below 1, got "
                 f"{self.val_fraction} + {self.test_fraction}"
             )
+        if self.val_folds or self.val_fold:
+            folds_ok = isinstance(self.val_folds, int) and self.val_folds >= 2
+            if not (folds_ok and isinstance(self.val_fold, int) and 0 <= self.val_fold < self.val_folds):
+                raise ValueError(f"val_folds={self.val_folds!r}, val_fold={self.val_fold!r}: expected val_folds 0 "
+                                 "(validation by val_fraction) or an integer >= 2 with 0 <= val_fold < val_folds")
         kind, colon, target = self.split.partition(":")
         plain = kind in ("subject", "uci_har_official") and not colon
         targeted = kind in ("loso", "lodo", "unlabelled") and bool(target)
@@ -277,15 +286,18 @@ def _build(config: DataConfig) -> tuple[DataConfig, WindowSet]:
 def split_windows(windows: WindowSet, config: DataConfig) -> dict[str, np.ndarray]:
     """Index arrays {"train", "val", "test"} for ``config.split`` (see :mod:`tcnvae.data.splits`)."""
     kind, _, target = config.split.partition(":")
+    fold = SubjectFold(config.val_fold, config.val_folds) if config.val_folds else None
     if kind == "subject":
-        return split_by_subject(windows, config.val_fraction, config.test_fraction, config.seed)
+        return split_by_subject(windows, config.val_fraction, config.test_fraction, config.seed, val_fold=fold)
     if kind == "uci_har_official":
-        return uci_har_official(windows, config.val_fraction, config.seed)
+        return uci_har_official(windows, config.val_fraction, config.seed, val_fold=fold)
     if kind == "unlabelled":
         return unlabelled_target_split(windows, target, by=config.domain_by, val_fraction=config.val_fraction,
-                                       target_test_fraction=config.target_test_fraction, seed=config.seed)
+                                       target_test_fraction=config.target_test_fraction, seed=config.seed,
+                                       val_fold=fold)
     by = "subject" if kind == "loso" else config.domain_by
-    return leave_one_domain_out(windows, target, by=by, val_fraction=config.val_fraction, seed=config.seed)
+    return leave_one_domain_out(windows, target, by=by, val_fraction=config.val_fraction, seed=config.seed,
+                                val_fold=fold)
 
 
 @dataclass

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -90,10 +91,62 @@ def _balanced_choice(
     return subjects[np.sort(best)]
 
 
+@dataclass(frozen=True)
+class SubjectFold:
+    """Validation on fold ``index`` of ``count``: the subjects outside the test side, per dataset,
+    shuffled (seeded) and cut into ``count`` groups of nearly equal size, so that over the ``count``
+    folds every one of those people validates exactly once (cross-validation over people)."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.count, int) and self.count >= 2 and isinstance(self.index, int)
+                and 0 <= self.index < self.count):
+            raise ValueError(f"subject fold {self.index} of {self.count}: expected at least 2 folds and "
+                             f"0 <= fold < {self.count}")
+
+
+def subject_fold_split(
+    ws: WindowSet, fold: SubjectFold, seed: int = 0, index: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Among ``index`` (default: all windows), hold out ``fold``'s subjects; returns (rest, held).
+
+    The shuffle depends on ``seed`` only, not on the fold's index, so the folds of one seed partition
+    the subjects. Not class-balanced: the folds must partition, and ``count`` folds cover everyone.
+    """
+    index = np.arange(len(ws)) if index is None else np.asarray(index, dtype=np.int64)
+    rng = np.random.default_rng([seed, fold.count])
+    held_subjects: list[str] = []
+    for dataset in sorted(set(ws.dataset[index].tolist())):
+        subjects = np.array(sorted(set(ws.subject[index][ws.dataset[index] == dataset].tolist())))
+        if len(subjects) < fold.count:
+            raise ValueError(
+                f"val_folds={fold.count}: dataset {dataset} has {len(subjects)} subject(s) outside the test "
+                f"side, too few for {fold.count} folds of people; use at most {len(subjects)} folds"
+            )
+        held_subjects += np.array_split(rng.permutation(subjects), fold.count)[fold.index].tolist()
+    held = np.isin(ws.subject[index], held_subjects)
+    return index[~held], index[held]
+
+
+def _validation_split(
+    ws: WindowSet, index: np.ndarray, val_fraction: float, val_fold: SubjectFold | None, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) among ``index``: ``val_fold``'s people if given, else a class-balanced ``val_fraction``."""
+    if val_fold is not None:
+        return subject_fold_split(ws, val_fold, seed, index=index)
+    return stratified_subject_split(ws, val_fraction, seed, index=index)
+
+
 def split_by_subject(
-    ws: WindowSet, val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0
+    ws: WindowSet, val_fraction: float = 0.15, test_fraction: float = 0.2, seed: int = 0,
+    val_fold: SubjectFold | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train/val/test by subject, per dataset, class-balanced where the subjects allow it."""
+    """Train/val/test by subject, per dataset, class-balanced where the subjects allow it.
+
+    ``val_fold``, if given, replaces the ``val_fraction`` draw (:class:`SubjectFold`); the test side is
+    the same either way."""
     _check_fraction("val_fraction", val_fraction)
     _check_fraction("test_fraction", test_fraction)
     if val_fraction + test_fraction >= 1:
@@ -103,7 +156,7 @@ def split_by_subject(
     # Hold test first, then val as a share of what remains, so both are shares of all subjects.
     rest, test = stratified_subject_split(ws, test_fraction, seed)
     val_share = val_fraction / (1 - test_fraction) if val_fraction else 0.0
-    train, val = stratified_subject_split(ws, val_share, seed + 1, index=rest)
+    train, val = _validation_split(ws, rest, val_share, val_fold, seed + 1)
     return _checked({"train": train, "val": val, "test": test}, ws)
 
 
@@ -121,14 +174,15 @@ def _target_mask(ws: WindowSet, target: str, by: str) -> np.ndarray:
 
 
 def leave_one_domain_out(
-    ws: WindowSet, target: str, by: str = "dataset", val_fraction: float = 0.15, seed: int = 0
+    ws: WindowSet, target: str, by: str = "dataset", val_fraction: float = 0.15, seed: int = 0,
+    val_fold: SubjectFold | None = None,
 ) -> dict[str, np.ndarray]:
     """Test on the windows whose ``by`` grouping (dataset, subject, attribute) equals ``target``.
 
     Train/val are split by subject from the other windows: cross-domain evaluation.
     """
     is_target = _target_mask(ws, target, by)
-    train, val = stratified_subject_split(ws, val_fraction, seed, index=_indices(~is_target))
+    train, val = _validation_split(ws, _indices(~is_target), val_fraction, val_fold, seed)
     return _checked({"train": train, "val": val, "test": _indices(is_target)}, ws)
 
 
@@ -139,6 +193,7 @@ def unlabelled_target_split(
     val_fraction: float = 0.15,
     target_test_fraction: float = 0.5,
     seed: int = 0,
+    val_fold: SubjectFold | None = None,
 ) -> dict[str, np.ndarray]:
     """Unsupervised domain adaptation: ``target``'s people split into a training side whose windows
     are used *without labels* ("unlabelled") and a held-out side ("test"); the other windows form the
@@ -160,7 +215,7 @@ def unlabelled_target_split(
         raise ValueError(f"target_test_fraction {target_test_fraction} holds out no target subject to test on")
     held = np.random.default_rng([seed, 11]).choice(subjects, size=count, replace=False)
     is_test = is_target & np.isin(ws.subject, held)
-    train, val = stratified_subject_split(ws, val_fraction, seed, index=_indices(~is_target))
+    train, val = _validation_split(ws, _indices(~is_target), val_fraction, val_fold, seed)
     return _checked(
         {"train": train, "val": val, "test": _indices(is_test), "unlabelled": _indices(is_target & ~is_test)}, ws
     )
@@ -200,7 +255,8 @@ def leave_one_subject_out(
         )
 
 
-def uci_har_official(ws: WindowSet, val_fraction: float = 0.15, seed: int = 0) -> dict[str, np.ndarray]:
+def uci_har_official(ws: WindowSet, val_fraction: float = 0.15, seed: int = 0,
+                     val_fold: SubjectFold | None = None) -> dict[str, np.ndarray]:
     """UCI-HAR's published test subjects as the test set; validation carved by subject from the rest.
 
     Windows of other datasets pooled alongside go to train/val, so results on the test set stay
@@ -213,7 +269,7 @@ def uci_har_official(ws: WindowSet, val_fraction: float = 0.15, seed: int = 0) -
         )
     official = {f"uci_har:{s}" for s in UCI_HAR_TEST_SUBJECTS}
     is_test = np.isin(ws.subject, sorted(official))
-    train, val = stratified_subject_split(ws, val_fraction, seed, index=_indices(~is_test))
+    train, val = _validation_split(ws, _indices(~is_test), val_fraction, val_fold, seed)
     return _checked({"train": train, "val": val, "test": _indices(is_test)}, ws)
 
 

@@ -102,6 +102,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "activities": None,  # None: every activity the datasets have
     "split": "subject",  # "subject", "loso:<subject>", "lodo:<domain>", "uci_har_official"
     "val_fraction": 0.2,  # of subjects: with 3 validation people one odd person decides the winner
+    # 0: validation is val_fraction's draw; K >= 2: the people outside the test side cut into K folds and
+    # fold val_fold validates (what --cross-validate sets for each fold run: tcnvae.tuning.cross_validation)
+    "val_folds": 0,
+    "val_fold": 0,
     "test_fraction": 0.2,
     "domain_by": "dataset",
     "channel_set": "acc_gyro",

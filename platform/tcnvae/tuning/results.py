@@ -138,13 +138,16 @@ def unfinished_trials(experiment: str | Path) -> int:
 
 
 def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameters: Sequence[str],
-                     metrics: Sequence[str]) -> dict[str, Any] | None:
+                     metrics: Sequence[str], score_test: bool = True) -> dict[str, Any] | None:
     """Write the leaderboard, best config (and Pareto front), print where everything is; return the best row.
 
     The row's ``result`` is the trial's Tune ``Result`` (config, checkpoint, metrics history).
     With several objectives the best config is the Pareto-front trial best on the first objective.
     An interrupted search (trials neither finished nor failed) is not summarised: it returns None
     after printing how to resume, since a "best" among half-run trials would mislead.
+
+    ``score_test=False`` leaves the test split unscored: a later step chooses among the trials
+    (:mod:`tcnvae.tuning.cross_validation`) and scores its own choice, so the test is scored once.
     """
     experiment = Path(experiment)
     # Tune's own experiment folder: the same as ``experiment`` for a local storage path, a URI
@@ -170,7 +173,8 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
         write_csv(rows, experiment / "leaderboard.csv")  # what each trial did, for the error hunt
         raise RuntimeError(f"no trial of {experiment} reported {', '.join(metrics)}; see the trials' error.txt")
     best = candidates[0]
-    test, not_scored = _score_test(best, metrics[0])
+    test, not_scored = (score_test_split(best, metrics[0]) if score_test else
+                        (None, "left to the cross-validation that follows, which scores its own choice"))
     if test is not None:
         for row in [*rows, *candidates]:
             if row["trial"] == best["trial"]:
@@ -188,7 +192,7 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
         for row in candidates:
             print("  " + row["trial"] + ": " + ", ".join(f"{m}={_format(row[m])}" for m in metrics))
         print(f"Pareto front: {experiment / 'pareto_front.csv'}")
-    _print_test(test, not_scored)
+    print_test(test, not_scored)
     if test is not None:
         _warn_if_near_chance(best, test)
     # TensorBoard's end-of-search view: sessions ended with their status, leaderboard and importance as Text.
@@ -201,7 +205,7 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     return best
 
 
-def _score_test(best: Mapping[str, Any], metric: str) -> tuple[HeldOutScore | None, str | None]:
+def score_test_split(best: Mapping[str, Any], metric: str) -> tuple[HeldOutScore | None, str | None]:
     """The best trial's test score, or None and why it cannot be had: no checkpoint kept, no test
     windows, or data the driver cannot read (e.g. a cluster where only the workers can)."""
     try:
@@ -220,7 +224,7 @@ def _print_best(best: Mapping[str, Any], hyperparameters: Sequence[str], metrics
         print(f"  {key}: {_format(best[key])}")
 
 
-def _print_test(test: HeldOutScore | None, not_scored: str | None) -> None:
+def print_test(test: HeldOutScore | None, not_scored: str | None) -> None:
     heading = "Test split (scored once, after selection; never used for choosing)"
     if test is None:
         print(f"\n{heading}: not scored: {not_scored}")
