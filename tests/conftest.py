@@ -79,11 +79,6 @@ def ray_cluster():
 
     started_here = not ray.is_initialized()
     if started_here:
-        # Ray 2.60 turns token authentication on for a new local cluster unless told otherwise; a search run
-        # as its own driver joined with --address (tests/test_bad_inputs.py) then connects, but its first
-        # trial never starts (measured: no report in 180 s; 32 s with authentication off). Off for the
-        # suite's private cluster, whose children inherit the setting.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, object_store_memory=500 * 1024**2,
                  logging_level="WARNING")
     yield ray
