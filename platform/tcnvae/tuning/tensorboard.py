@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import struct_pb2
 from PIL import Image, ImageDraw, ImageFont
+from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.compat.proto.summary_pb2 import Summary
@@ -407,13 +408,36 @@ class TrialBoard:
         self.writer.close()
 
 
+class _KeepsTheDriverCopy:
+    """When a failed trial restarts, keeps this driver's log of the trial instead of storage's copy.
+
+    Ray's loggers reopen a restarted trial's ``progress.csv``/``result.json`` by first copying the
+    storage folder's copy over the driver's. That copy is uploaded at most every ``sync_period``
+    (300 s), so a trial that failed within minutes of the last upload lost the epochs it had reported
+    since: its history, best epoch and leaderboard row began again at the retry. The driver's file is
+    the one it wrote itself and is never older; storage's copy is read only when the driver has none
+    (a search resumed by a new driver, whose staging folder is new).
+    """
+
+    def _restore_from_remote(self, file_name: str, trial: Any) -> None:
+        if not Path(trial.local_path, file_name).exists():
+            super()._restore_from_remote(file_name, trial)
+
+
+class _CSVLogger(_KeepsTheDriverCopy, CSVLoggerCallback):
+    pass
+
+
+class _JsonLogger(_KeepsTheDriverCopy, JsonLoggerCallback):
+    pass
+
+
 def tune_logger_callbacks() -> list[Any]:
-    """Ray Tune's CSV and JSON loggers, with its automatic TensorBoard logger switched off.
+    """Ray Tune's CSV and JSON loggers, with its automatic TensorBoard logger switched off, and a
+    restarted trial's log kept whole (:class:`_KeepsTheDriverCopy`).
 
     Pass the result as ``RunConfig(callbacks=...)``. Sets ``TUNE_DISABLE_AUTO_CALLBACK_LOGGERS=1`` in
     this process (read when ``Tuner.fit`` starts), which is Ray's only switch for the TBX logger.
     """
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
     os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
-    return [CSVLoggerCallback(), JsonLoggerCallback()]
+    return [_CSVLogger(), _JsonLogger()]
