@@ -5,7 +5,8 @@ validation subjects for ``--epochs`` epochs and are scored once on the test subj
 protocol of ``benchmarks/baselines.py`` (UCI-HAR official split, HAPT by subject); the forest is fitted
 on the same windows.
 
-    python benchmarks/defaults.py --data hapt --epochs 10
+    python benchmarks/defaults.py --data hapt               # the default schedule (DEFAULT_CONFIG's max_epochs)
+    python benchmarks/defaults.py --data hapt --epochs 10   # a shorter one
     python benchmarks/defaults.py --data hapt --seed 1                       # another split and initialisation
     python benchmarks/defaults.py --data hapt --set augment_rotation_deg=15  # a change to the current defaults
     python benchmarks/defaults.py --no-previous --set weight_average_epochs=1  # only the current (changed) ones
@@ -28,7 +29,7 @@ from baselines import DATA_SETTINGS, final_model_and_baseline
 from tcnvae.final_model import MEMBERS
 
 from tcnvae.tuning.cli import parse_assignments
-from tcnvae.tuning.config import validate_config
+from tcnvae.tuning.config import DEFAULT_CONFIG, validate_config
 
 # DEFAULT_CONFIG before the revision: a small model, Adam at a constant 1e-3, no augmentation, the
 # VAE's own loss weights.
@@ -43,7 +44,8 @@ PREVIOUS_DEFAULTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", nargs="+", choices=sorted(DATA_SETTINGS), default=["uci_har", "hapt"])
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_CONFIG["max_epochs"],
+                        help="of every model (default: %(default)s, the trial default a user gets)")
     parser.add_argument("--seed", type=int, default=0, help="of the split, the initialisation and the forest")
     parser.add_argument("--previous", action=argparse.BooleanOptionalAction, default=True,
                         help="also train the previous defaults (--no-previous: only the current ones and the forest)")

@@ -1,4 +1,5 @@
-"""Search the TCN-VAE's architecture: depth and width of the encoder, kernel size, latent size.
+"""Search the TCN-VAE's architecture: depth and width of the encoder, kernel size, latent size, and
+whether the encoder's pooled features include each input channel's window mean.
 
 Random search proposes, ASHA stops early. The loss weights and optimiser stay at their defaults (or
 what --config / --set give, e.g. a loss_weights.py search's best_config.json), so the trials differ
@@ -8,7 +9,9 @@ in their architecture only. Searched:
   block, so the receptive field is 1 + 2·(kernel − 1)·(2^blocks − 1) samples: 4 blocks of kernel 5
   see 121 of a 128-sample window, 2 blocks of kernel 3 only 13;
 - ``kernel_size``: 3, 5, 7;
-- ``latent_dim``: 16, 32, 64.
+- ``latent_dim``: 16, 32, 64;
+- ``input_means``: False, True (the channels' window means, on an accelerometer the gravity direction
+  that tells sitting from standing, beside the blocks' pooled features).
 
     python searches/architecture.py                              # synthetic data, minutes on a CPU
     python searches/architecture.py --data hapt --data-path hapt=../shared/data/hapt_raw.npz --num-samples 16
@@ -41,6 +44,7 @@ SPACE = {
     "hidden_dims": tune.choice([[width] * blocks for blocks in BLOCKS for width in WIDTHS]),
     "kernel_size": tune.choice([3, 5, 7]),
     "latent_dim": tune.choice([16, 32, 64]),
+    "input_means": tune.choice([False, True]),
 }
 
 

@@ -102,6 +102,7 @@ def test_the_architecture_search_tries_encoders_of_the_documented_shapes(ray_clu
         widths = json.loads(hidden_dims)
         assert len(widths) in architecture.BLOCKS and set(widths) <= set(architecture.WIDTHS)
         assert len(set(widths)) == 1 and kernel_size in (3, 5, 7) and latent_dim in (16, 32, 64)
+    assert {row["input_means"] for row in board} <= {"True", "False"}
     best = json.loads((tmp_path / "shapes" / "best_config.json").read_text())
     assert [best["hidden_dims"], best["kernel_size"], best["latent_dim"]] == [
         json.loads(board[0]["hidden_dims"]), int(board[0]["kernel_size"]), int(board[0]["latent_dim"])]

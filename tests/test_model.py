@@ -79,6 +79,27 @@ def test_evaluation_is_deterministic_and_reads_mu():
     assert torch.equal(first[3], model.activity_classifier(mu))
 
 
+def test_input_means_reach_mu_directly_and_survive_a_rebuild_from_the_config():
+    torch.manual_seed(0)
+    model = TCNVAE(input_dim=6, num_activities=4, num_domains=2, hidden_dims=[16], input_means=True).eval()
+    with torch.no_grad():
+        model.tcn_encoder.to_mu.weight[:, :16] = 0  # μ is left with the channels' window means alone
+    x = torch.randn(2, 64, 6)
+    shuffled = x[:, torch.randperm(64)]  # the same means, another signal
+    shifted = x.clone()
+    shifted[:, :, 2] += 1.5
+    mu = model.encode(x)[0]
+    assert torch.allclose(model.encode(shuffled)[0], mu, atol=1e-5)
+    assert torch.allclose(model.encode(shifted)[0] - mu, 1.5 * model.tcn_encoder.to_mu.weight[:, 16 + 2], atol=1e-5)
+    rebuilt = TCNVAE.from_config(model.config)
+    rebuilt.load_state_dict(model.state_dict())
+    assert torch.equal(rebuilt.eval().encode(x)[0], mu)
+    plain = TCNVAE(input_dim=6, num_activities=4, num_domains=2, hidden_dims=[16])
+    assert plain.tcn_encoder.to_mu.in_features == 16 and plain.config["input_means"] is False
+    with pytest.raises(ValueError, match="input_means=1: expected True or False"):
+        TCNVAE(input_dim=6, num_activities=4, num_domains=2, input_means=1)
+
+
 def test_pretrained_encoder_round_trip(tmp_path):
     source = TCNVAE(input_dim=6, num_activities=4, num_domains=2, hidden_dims=[16, 16])
     source.save_encoder(tmp_path / "encoder.pt")

@@ -39,6 +39,7 @@ ARCHITECTURE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "head_hidden": (_positive_int, "an integer >= 1"),
     "decoder_channels": (_positive_int, "an integer >= 1"),
     "head_input": (lambda v: v in ("mu", "z"), "'mu' or 'z'"),
+    "input_means": (lambda v: isinstance(v, bool), "True or False"),
 }
 """The one set of rules for a TCN-VAE's shape, by constructor argument: the model checks them, and so
 does the trial config (tcnvae.tuning.config) for the arguments it sets, before anything starts."""
@@ -93,18 +94,24 @@ class TCNEncoder(nn.Module):
     """TCN blocks with doubling dilations, global average pooling over time, then μ and log σ².
 
     ``blocks`` is ordered input-side first; curricula that unfreeze "deepest block first" walk it from
-    the end.
+    the end. With ``input_means`` the window mean of every input channel joins the pooled features:
+    on an accelerometer that is the gravity direction, the cue between sitting and standing, which
+    the forest baseline reads directly from its mean features and the blocks' ReLU features carry
+    only indirectly (README "Results").
     """
 
-    def __init__(self, input_dim: int, latent_dim: int, channels: list[int], kernel_size: int, dropout: float):
+    def __init__(self, input_dim: int, latent_dim: int, channels: list[int], kernel_size: int, dropout: float,
+                 input_means: bool = False):
         super().__init__()
+        self.input_means = input_means
         widths = [input_dim, *channels]
         self.blocks = nn.ModuleList(
             TemporalBlock(widths[i], widths[i + 1], kernel_size, dilation=2**i, dropout=dropout)
             for i in range(len(channels))
         )
-        self.to_mu = nn.Linear(channels[-1], latent_dim)
-        self.to_logvar = nn.Linear(channels[-1], latent_dim)
+        pooled = channels[-1] + (input_dim if input_means else 0)
+        self.to_mu = nn.Linear(pooled, latent_dim)
+        self.to_logvar = nn.Linear(pooled, latent_dim)
 
     @property
     def receptive_field(self) -> int:
@@ -112,9 +119,10 @@ class TCNEncoder(nn.Module):
         return 1 + 2 * (kernel - 1) * sum(2**i for i in range(len(self.blocks)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # x: (B, C, T)
+        means = x.mean(dim=2)
         for block in self.blocks:
             x = block(x)
-        pooled = x.mean(dim=2)
+        pooled = torch.cat([x.mean(dim=2), means], dim=1) if self.input_means else x.mean(dim=2)
         return self.to_mu(pooled), self.to_logvar(pooled)
 
 
@@ -176,12 +184,13 @@ class TCNVAE(nn.Module):
         head_hidden: int = 64,
         decoder_channels: int = 64,
         head_input: str = "mu",
+        input_means: bool = False,
     ):
         super().__init__()
         problems = architecture_problems(dict(
             input_dim=input_dim, latent_dim=latent_dim, num_activities=num_activities, num_domains=num_domains,
             hidden_dims=hidden_dims, kernel_size=kernel_size, dropout=dropout, head_hidden=head_hidden,
-            decoder_channels=decoder_channels, head_input=head_input))
+            decoder_channels=decoder_channels, head_input=head_input, input_means=input_means))
         if problems:
             raise ValueError("invalid TCNVAE configuration: " + "; ".join(problems))
         hidden_dims = list(hidden_dims)
@@ -190,11 +199,11 @@ class TCNVAE(nn.Module):
             input_dim=input_dim, latent_dim=latent_dim, num_activities=num_activities,
             num_domains=num_domains, hidden_dims=hidden_dims, kernel_size=kernel_size,
             dropout=dropout, head_hidden=head_hidden, decoder_channels=decoder_channels,
-            head_input=head_input,
+            head_input=head_input, input_means=input_means,
         )
         self.input_dim = input_dim
         self.head_input = head_input
-        self.tcn_encoder = TCNEncoder(input_dim, latent_dim, hidden_dims, kernel_size, dropout)
+        self.tcn_encoder = TCNEncoder(input_dim, latent_dim, hidden_dims, kernel_size, dropout, input_means)
         self.decoder = SequenceDecoder(latent_dim, input_dim, decoder_channels, kernel_size)
         self.activity_classifier = _head(latent_dim, head_hidden, num_activities, dropout)
         self.domain_classifier = _head(latent_dim, head_hidden, num_domains, dropout)

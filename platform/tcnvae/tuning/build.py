@@ -28,6 +28,7 @@ def build_model(config: Mapping[str, Any], data: PreparedData) -> TCNVAE:
         input_dim=len(data.channel_names), latent_dim=config["latent_dim"], num_activities=data.num_activities,
         num_domains=data.num_domains, hidden_dims=config["hidden_dims"], kernel_size=config["kernel_size"],
         dropout=config["dropout"], head_hidden=config["head_hidden"], decoder_channels=config["decoder_channels"],
+        input_means=config["input_means"],
     )
 
 
