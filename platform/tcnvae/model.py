@@ -119,10 +119,10 @@ class TCNEncoder(nn.Module):
         return 1 + 2 * (kernel - 1) * sum(2**i for i in range(len(self.blocks)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # x: (B, C, T)
-        means = x.mean(dim=2)
+        means = x.mean(dim=2) if self.input_means else None
         for block in self.blocks:
             x = block(x)
-        pooled = torch.cat([x.mean(dim=2), means], dim=1) if self.input_means else x.mean(dim=2)
+        pooled = x.mean(dim=2) if means is None else torch.cat([x.mean(dim=2), means], dim=1)
         return self.to_mu(pooled), self.to_logvar(pooled)
 
 
@@ -252,5 +252,5 @@ class TCNVAE(nn.Module):
             raise ValueError(
                 f"{path} does not hold an encoder matching this model "
                 f"(input_dim={self.config['input_dim']}, hidden_dims={self.config['hidden_dims']}, "
-                f"latent_dim={self.config['latent_dim']}): {error}"
+                f"latent_dim={self.config['latent_dim']}, input_means={self.config['input_means']}): {error}"
             ) from None
