@@ -11,8 +11,8 @@ model (:mod:`tcnvae.final_model`) trains the whole schedule. Ties keep the searc
 
 The fold runs are Ray tasks with the trials' resources, in parallel, after the search: ``N × folds``
 whole runs, which cost more than a search that ASHA prunes (on the 2-core CPU, 3 × 4 fifteen-epoch runs
-on UCI-HAR took 42 minutes, after a 12-trial search of 20). The test side is untouched: only the winner's kept checkpoint from the search is scored on it,
-once, after the choice.
+on UCI-HAR took 42 minutes, after a 12-trial search of 20). The test side is untouched: only the
+winner's kept checkpoint from the search is scored on it, once, after the choice.
 
 Files, written atomically into the experiment folder: ``cross_validation.csv`` (one row per candidate:
 its search rank and value, each fold's value, the mean and standard deviation, the winner's test
