@@ -30,6 +30,22 @@ def test_the_target_splits_by_subject_into_unlabelled_training_windows_and_a_tes
     assert len(set(subject[split["test"]])) == 3 and len(set(subject[split["unlabelled"]])) == 3
 
 
+def test_a_transductive_target_is_adapted_on_and_tested_on_its_own_windows_even_one_person(synthetic_windows):
+    split = unlabelled_target_split(synthetic_windows, "synthetic_b", val_fraction=0.2, transductive=True)
+    target = np.flatnonzero(synthetic_windows.dataset == "synthetic_b")
+    assert np.array_equal(split["test"], target) and np.array_equal(split["unlabelled"], target)
+    assert not set(synthetic_windows.subject[split["train"]]) & set(synthetic_windows.subject[target])
+    # One new person: refused without transductive (nobody would be left to test on), adapted to with it.
+    config = dict(split="unlabelled:one", domain_by="subject_group", batch_size=32, sampling="target_balanced",
+                  subject_groups={"source": [f"synthetic_a:{i}" for i in range(1, 7)], "one": ["synthetic_b:1"]})
+    with pytest.raises(ValueError, match="or transductive=True"):
+        prepare(DataConfig(**config))
+    data = prepare(DataConfig(**config, transductive=True))
+    assert set(data.test.subject) == set(data.unlabelled.subject) == {"synthetic_b:1"}
+    assert np.array_equal(data.test.signals, data.unlabelled.signals)  # the same windows, standardised alike
+    assert data.metadata()["unlabelled"]["windows"] == len(data.test)
+
+
 def test_unlabelled_windows_reach_the_training_batches_with_label_minus_one_and_balanced_batches():
     data = prepare(DataConfig(split="unlabelled:synthetic_b", batch_size=32, sampling="target_balanced"))
     assert data.metadata()["unlabelled"]["windows"] == len(data.unlabelled) > 0
@@ -61,6 +77,7 @@ def test_subject_groups_make_groups_of_people_the_domains(synthetic_windows):
      "the target's labels are not to be used"),
     ({"objective": "dev"}, "Deep Embedded Validation weighs by unlabelled target windows"),
     ({"sampling": "target_balanced"}, "it balances labelled source and unlabelled target windows"),
+    ({"transductive": True}, "transductive=True needs split 'unlabelled:<domain>'"),
 ])
 def test_contradictory_adaptation_settings_are_refused(settings, message):
     with pytest.raises(ValueError, match=message):
@@ -165,7 +182,9 @@ def test_a_search_adapts_to_an_unlabelled_target_ranks_by_dev_and_logs_the_targe
     best = json.loads((experiment / "best_config.json").read_text())
     assert best["adapt"] == "unlabelled" and best["objective"] == "dev"
     assert 0.01 <= best["lambda_dom"] <= 1.0 and 1.0 <= best["alpha_ramp_epochs"] <= 20.0  # searched for adaptation
-    assert 0 < best["lambda_ent"] <= 0.5
+    # The first trial is the defaults (no entropy term), the other draws one from the searched range.
+    drawn = sorted(json.loads((experiment / row["trial"] / "params.json").read_text())["lambda_ent"] for row in board)
+    assert drawn[0] == 0 and 0 < drawn[1] <= 0.5
 
 
 def _recordings_file(path):

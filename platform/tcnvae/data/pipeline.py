@@ -69,6 +69,7 @@ class DataConfig:
     domain_by: str = "dataset"
     split: str = "subject"  # one of SPLIT_FORMS
     target_test_fraction: float = 0.5  # split="unlabelled:<domain>": share of the target's subjects tested on
+    transductive: bool = False  # split="unlabelled:<domain>": every target window is unlabelled and test data
     subject_groups: dict[str, list[str]] = field(default_factory=dict)  # group -> subjects; see with_subject_groups
     unlabelled_stretches: bool = False  # recordings' unlabelled stretches of training-side people join, unlabelled
     val_fraction: float = 0.15  # of subjects, per dataset
@@ -135,6 +136,11 @@ class DataConfig:
             raise ValueError("split 'uci_har_official' needs 'uci_har' in datasets")
         if not 0 < self.target_test_fraction < 1:
             raise ValueError(f"target_test_fraction must lie in (0, 1), got {self.target_test_fraction}")
+        if self.transductive not in (True, False):
+            raise ValueError(f"transductive must be True or False, got {self.transductive!r}")
+        if self.transductive and kind != "unlabelled":
+            raise ValueError(f"transductive=True needs split 'unlabelled:<domain>' (adapt='unlabelled' with a "
+                             f"target_domain), got split {self.split!r}: only an unlabelled target is adapted on")
         if not isinstance(self.subject_groups, dict) or not all(
             isinstance(members, list) for members in self.subject_groups.values()
         ):
@@ -294,7 +300,7 @@ def split_windows(windows: WindowSet, config: DataConfig) -> dict[str, np.ndarra
     if kind == "unlabelled":
         return unlabelled_target_split(windows, target, by=config.domain_by, val_fraction=config.val_fraction,
                                        target_test_fraction=config.target_test_fraction, seed=config.seed,
-                                       val_fold=fold)
+                                       val_fold=fold, transductive=config.transductive)
     by = "subject" if kind == "loso" else config.domain_by
     return leave_one_domain_out(windows, target, by=by, val_fraction=config.val_fraction, seed=config.seed,
                                 val_fold=fold)

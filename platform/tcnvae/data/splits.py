@@ -7,6 +7,10 @@ windows always go together, and since windows never cross recordings, no sample 
 Every function returns index arrays into the given WindowSet, as a dict with keys "train", "val" and
 "test" (``leave_one_subject_out`` yields one such dict per subject). Fractions are fractions of
 *subjects*, counted per dataset so each dataset has subjects on each side where it has enough.
+
+One deliberate exception: a transductive unlabelled target (``unlabelled_target_split(...,
+transductive=True)``) is adapted on, without labels, and tested on the very same windows; no labelled
+side shares a subject with any other.
 """
 
 from __future__ import annotations
@@ -194,6 +198,7 @@ def unlabelled_target_split(
     target_test_fraction: float = 0.5,
     seed: int = 0,
     val_fold: SubjectFold | None = None,
+    transductive: bool = False,
 ) -> dict[str, np.ndarray]:
     """Unsupervised domain adaptation: ``target``'s people split into a training side whose windows
     are used *without labels* ("unlabelled") and a held-out side ("test"); the other windows form the
@@ -201,21 +206,30 @@ def unlabelled_target_split(
 
     The target subjects are drawn at random (seeded), not class-balanced: balancing would read the
     target's labels, which this setting must not use.
+
+    ``transductive``: every target window is both unlabelled training data and test data (the usual
+    protocol of unsupervised domain adaptation: adapt on the recordings whose labels you want), so a
+    single target person will do and ``target_test_fraction`` is not used. The test score then says how
+    well the target's own windows are labelled, not how well unseen people of the target would be.
     """
     _check_fraction("target_test_fraction", target_test_fraction)
     is_target = _target_mask(ws, target, by)
+    train, val = _validation_split(ws, _indices(~is_target), val_fraction, val_fold, seed)
+    if transductive:
+        test = _checked({"train": train, "val": val, "test": _indices(is_target)}, ws)
+        return {**test, "unlabelled": test["test"]}
     subjects = np.array(sorted(set(ws.subject[is_target].tolist())))
     if len(subjects) < 2:
         raise ValueError(
             f"{by} {target!r} has {len(subjects)} subject; unlabelled adaptation needs at least 2 target "
-            "subjects, some to adapt on (unlabelled) and others to test on"
+            "subjects, some to adapt on (unlabelled) and others to test on (or transductive=True: adapt on "
+            "the test person's own windows)"
         )
     count = _held_count(len(subjects), target_test_fraction, keep_at_least=1)
     if count == 0:
         raise ValueError(f"target_test_fraction {target_test_fraction} holds out no target subject to test on")
     held = np.random.default_rng([seed, 11]).choice(subjects, size=count, replace=False)
     is_test = is_target & np.isin(ws.subject, held)
-    train, val = _validation_split(ws, _indices(~is_target), val_fraction, val_fold, seed)
     return _checked(
         {"train": train, "val": val, "test": _indices(is_test), "unlabelled": _indices(is_target & ~is_test)}, ws
     )
