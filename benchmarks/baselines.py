@@ -44,7 +44,7 @@ DATA_SETTINGS = {
                 "channel_set": "uci9", "split": "uci_har_official"},
     "hapt": {"datasets": ["hapt"], "data_paths": {"hapt": str(SHARED_DATA / "hapt_raw.npz")}, "split": "subject"},
 }
-# About 20 minutes per data set on a 2-core CPU.
+# The default budget; its time per data set: docs/results.md, "Smaller measurements".
 NUM_SAMPLES = 12
 MAX_EPOCHS = 15
 

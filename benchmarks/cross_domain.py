@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import runpy
 from concurrent.futures import ProcessPoolExecutor
 import sys
 import time
@@ -54,7 +55,7 @@ import torch
 
 from tcnvae.data import prepare
 from tcnvae.data.pipeline import PreparedData
-from tcnvae.tuning import search, spaces
+from tcnvae.tuning import search
 from tcnvae.tuning.config import OBJECTIVES, data_config, validate_config
 from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
 from tcnvae.tuning.selection import LabelFreeSelection
@@ -93,8 +94,7 @@ def train(data: PreparedData, config: dict[str, Any], adapt: bool) -> tuple[floa
     # the same labelled windows per step and take the same steps per epoch (one pass over the source).
     loader = (data.train_loader() if adapt else
               data.loader(data.train, shuffle=True, augmented=True, batch_size=data.config.batch_size // 2))
-    for epoch in range(config["max_epochs"]):
-        trainer.train_epoch(loader, epoch)
+    trainer.train_epochs(loader, config["max_epochs"])
     scores = LabelFreeSelection(data, config["seed"]).metrics(trainer.model, "cpu")
     trainer.validate(data.test_loader())  # the target's held-out people, scored once
     return trainer.last_val_metrics["macro_f1"], scores
@@ -105,7 +105,9 @@ def searched(data: PreparedData, base: dict[str, Any], trials: int,
     """For the default metric and each of :data:`PICKED_BY`: the target macro-F1 and the draw of the
     draw that score keeps (the best score, never a target label). As a Tune search does, the first draw
     is the defaults (``search.defaults_trial``): ``dann``, whose result ``defaults`` is, not trained again."""
-    space = {**spaces.loss_weight_space(), **spaces.adaptation_space()}
+    # searches/loss_weights.py's space with --adapt unlabelled.
+    loss_weights = runpy.run_path(str(Path(__file__).resolve().parents[1] / "searches" / "loss_weights.py"))
+    space = {**loss_weights["SPACE"], **loss_weights["ADAPTATION_SPACE"]}
     space.pop("batch_size")  # the scenario's loaders fix it
     rng = np.random.default_rng(base["seed"])
     best: dict[str, tuple[float, float, dict[str, Any]]] = {}

@@ -93,11 +93,10 @@ def epoch_seconds(args: argparse.Namespace) -> dict[str, float]:
         trainer = TCNVAETrainer(model, "cuda", config["lr"])
         trainer.verbose = False
         trainer.mixed_precision = precision
-        trainer.train_epoch(loader, 0)  # warm-up: cuDNN autotuning, allocator
+        trainer.train_epochs(loader, 1)  # warm-up: cuDNN autotuning, allocator
         torch.cuda.synchronize()
         start = time.perf_counter()
-        for epoch in range(1, 1 + args.timed_epochs):
-            trainer.train_epoch(loader, epoch)
+        trainer.train_epochs(loader, 1 + args.timed_epochs)
         torch.cuda.synchronize()
         seconds[precision] = (time.perf_counter() - start) / args.timed_epochs
     return seconds

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import runpy
 import statistics
 import tempfile
 import threading
@@ -46,7 +47,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
-from tcnvae.tuning import cli, search, spaces
+from tcnvae.tuning import cli, search
 from tcnvae.tuning.config import OBJECTIVES
 from tcnvae.tuning.results import summarise_search
 
@@ -236,7 +237,9 @@ def soak(args: argparse.Namespace) -> Soak:
     config = cli.base_config(args, RECIPE_DEFAULTS)
     metric = OBJECTIVES[config["objective"]]
     config, data = cli.prepare_data(config)
-    space = cli.search_space(args, config, spaces.loss_weight_space(), len(data.train))
+    # The main search's space, as searches/loss_weights.py declares it.
+    loss_weights = runpy.run_path(str(Path(__file__).resolve().parents[1] / "searches" / "loss_weights.py"))
+    space = cli.search_space(args, config, loss_weights["SPACE"], len(data.train))
     experiment = cli.experiment_path(args, "many_trials")
     cli.start_ray(args, config)  # before the search, so the leak checks see what was there before it
 

@@ -58,20 +58,19 @@ def main() -> None:
     trainer.scheduler = optim.lr_scheduler.CosineAnnealingLR(trainer.optimizer, T_max=args.epochs)
     trainer.verbose = False
 
-    train_loader, val_loader = data.train_loader(), data.val_loader()
-    best_accuracy, best_state, best_epoch = -1.0, None, 0
-    for epoch in range(args.epochs):
-        train_loss = trainer.train_epoch(train_loader, epoch)
-        _, val_accuracy = trainer.validate(val_loader)
-        if val_accuracy > best_accuracy:
-            best_accuracy, best_state, best_epoch = val_accuracy, copy.deepcopy(model.state_dict()), epoch + 1
-        print(f"epoch {epoch + 1}: train loss {train_loss:.4f}, val accuracy {val_accuracy:.4f} "
-              f"({time.perf_counter() - started:.0f}s)", flush=True)
+    best: dict = {}
 
-    model.load_state_dict(best_state)
+    def keep_best(record: dict) -> None:
+        if record["improved"]:
+            best.update(state=copy.deepcopy(model.state_dict()), epoch=record["epoch"])
+        print(f"epoch {record['epoch']}: train loss {record['train']['total']:.4f}, val accuracy "
+              f"{record['val']['accuracy']:.4f} ({time.perf_counter() - started:.0f}s)", flush=True)
+
+    trainer.fit(data.train_loader(), data.val_loader(), args.epochs, on_epoch_end=keep_best)
+    model.load_state_dict(best["state"])
     trainer.validate(data.test_loader())
     test = trainer.last_val_metrics
-    print(f"best validation epoch {best_epoch} (val accuracy {best_accuracy:.4f})")
+    print(f"best validation epoch {best['epoch']} (val accuracy {trainer.best_val_accuracy:.4f})")
     print(f"uci_har official split: accuracy={test['accuracy']:.4f} macro_f1={test['macro_f1']:.4f} "
           f"epochs={args.epochs} seconds={time.perf_counter() - started:.0f}")
 

@@ -31,7 +31,7 @@ from tcnvae.tuning import cli, cross_validation, schedulers, search
 from tcnvae.tuning.config import OBJECTIVES
 from tcnvae.tuning.results import summarise_search
 
-RECIPE_DEFAULTS: dict = {}  # everything else: tcnvae.tuning.config.DEFAULT_CONFIG
+RECIPE_DEFAULTS: dict = {}  # nothing on top of tcnvae.tuning.config.DEFAULT_CONFIG; change with --set
 NUM_SAMPLES = 8  # trials, unless --num-samples says otherwise
 # ASHA: no trial is stopped before GRACE_PERIOD epochs (a larger model needs a few to show what it can
 # do); at each rung 1/REDUCTION_FACTOR of the trials go on.
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         args, experiment, config, param_space={**config, **SPACE}, searcher=search.RandomSearch(),
         scheduler=scheduler, num_samples=args.num_samples or NUM_SAMPLES,
         checkpoints=search.keep_best_checkpoints(metric),
-    )
+        data=data)
     best = summarise_search(results, experiment, list(SPACE), [metric], score_test=not args.cross_validate)
     if best is not None and args.cross_validate:
         cross_validation.cross_validate(results, experiment, metric, candidates=args.cross_validate,

@@ -3,10 +3,13 @@
 A population of trials trains side by side. Every --perturbation-interval epochs the bottom quarter
 copies the checkpoint of the top quarter (exploit: the copy continues from the donor's epoch, not from
 zero) and moves the copied hyperparameters (explore: PBT by ×0.8/×1.2 or a fresh draw, PB2 with a
-Gaussian-process bandit), clamped to the ranges below. Moved: β, λ_act, λ_dom and the parameters of
-the chosen β schedule — so the population discovers *how β should change over training*. A key
-given by --set or --config is fixed and not moved. An interval at or beyond --max-epochs would
-never perturb: it is lowered to half the run (said at the start).
+Gaussian-process bandit), clamped to the ranges below. Moved: β (0.1–1.0), λ_act (1–5), λ_dom
+(0.01–0.1; with --adapt unlabelled 0.01–1, and the α ramp 1–20 epochs and λ_ent 0–0.5 too: BOUNDS and
+ADAPTATION_BOUNDS) and the parameters of the chosen β schedule, within the schedule's own ranges
+(BetaSchedule.search_bounds) — so the population discovers *how β should change over training*. The
+first population is the defaults and uniform draws within those ranges. A key given by --set or
+--config is fixed and not moved. An interval at or beyond --max-epochs would never perturb: it is
+lowered to half the run (said at the start).
 
 At the end the winner's schedule — the hyperparameters it trained with at each epoch, across every
 exploit — is written to <experiment>/replay.json, and `--replay FILE` trains one plain run (no Ray)
@@ -28,7 +31,7 @@ from ray import tune
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2
 
-from tcnvae.beta_schedules import BETA_SCHEDULES
+from tcnvae import beta_schedules
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import cli, schedulers, search, spaces
 from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
@@ -39,6 +42,30 @@ from tcnvae.tuning.results import summarise_search
 # This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG. Change with --set KEY=VALUE.
 RECIPE_DEFAULTS = {"max_epochs": 12}
 POPULATION = 4  # trials, unless --num-samples says otherwise
+BETA_SCHEDULE = "linear"  # the β schedule whose parameters the population moves, unless --beta-schedule
+
+# [low, high] of what the population moves (PB2's hyperparam_bounds; PBT's mutations draw uniformly
+# within them), besides the β schedule's parameters: the loss weights over the ranges of
+# searches/loss_weights.py.
+BOUNDS = {
+    "beta": [0.1, 1.0],
+    "lambda_act": [1.0, 5.0],
+    "lambda_dom": [0.01, 0.1],
+}
+# With --adapt unlabelled, as searches/loss_weights.py's ADAPTATION_SPACE (which says why): adapting is
+# the domain head's job, so its weight reaches the DANN range and the α ramp and λ_ent move too.
+ADAPTATION_BOUNDS = {
+    "lambda_dom": [0.01, 1.0],
+    "alpha_ramp_epochs": [1.0, 20.0],
+    "lambda_ent": [0.0, 0.5],
+}
+
+# PBT/PB2: every PERTURBATION_INTERVAL epochs (unless --perturbation-interval) the bottom
+# QUANTILE_FRACTION of the population copies the top QUANTILE_FRACTION. PBT copies a trial's latest
+# checkpoint; keeping fewer than CHECKPOINTS_KEPT can delete it before the copy.
+PERTURBATION_INTERVAL = 2
+QUANTILE_FRACTION = 0.25
+CHECKPOINTS_KEPT = 4
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,13 +75,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "(default: pbt)")
     # The β schedules registered now with parameters the population can move, within the schedules' own
     # ranges (BetaSchedule.search_bounds).
-    movable = sorted(name for name in BETA_SCHEDULES if spaces.beta_schedule_bounds(name))
-    parser.add_argument("--beta-schedule", choices=movable, default="linear",
-                        help="the β schedule whose parameters the population moves (default: linear)")
-    parser.add_argument("--perturbation-interval", type=int, default=2,
-                        help="epochs between exploit/explore steps (default: 2)")
-    parser.add_argument("--quantile-fraction", type=float, default=0.25,
-                        help="share of the population that copies (bottom) and is copied (top) (default: 0.25)")
+    movable = sorted(name for name in beta_schedules.BETA_SCHEDULES if beta_schedules.search_bounds(name))
+    parser.add_argument("--beta-schedule", choices=movable, default=BETA_SCHEDULE,
+                        help=f"the β schedule whose parameters the population moves (default: {BETA_SCHEDULE})")
+    parser.add_argument("--perturbation-interval", type=int, default=PERTURBATION_INTERVAL,
+                        help=f"epochs between exploit/explore steps (default: {PERTURBATION_INTERVAL})")
+    parser.add_argument("--quantile-fraction", type=float, default=QUANTILE_FRACTION,
+                        help="share of the population that copies (bottom) and is copied (top) "
+                             f"(default: {QUANTILE_FRACTION})")
     parser.add_argument("--synch", action="store_true",
                         help="perturb the whole population together once every trial reaches the interval: "
                              "reproducible, but waits for the slowest trial")
@@ -95,9 +123,9 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
     config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule})
     interval = schedulers.perturbation_interval(args.perturbation_interval, config["max_epochs"])
     config, data = cli.prepare_data(config)
-    bounds = {**spaces.loss_weight_bounds(), **spaces.beta_schedule_bounds(args.beta_schedule)}
+    bounds = {**BOUNDS, **beta_schedules.search_bounds(args.beta_schedule)}
     if config["adapt"] == "unlabelled":
-        bounds.update(spaces.adaptation_bounds())  # adapting is the domain head's job: its weight and α ramp
+        bounds.update(ADAPTATION_BOUNDS)
     bounds = cli.search_space(args, config, bounds, len(data.train))
     metric = OBJECTIVES[config["objective"]]
     space = {key: tune.uniform(low, high) for key, (low, high) in bounds.items()}
@@ -118,8 +146,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
         # The first population: independent draws. PBT moves them from there.
         searcher=search.RandomSearch(),
         num_samples=args.num_samples or POPULATION,
-        # PBT copies a trial's latest checkpoint; keeping too few can delete it before the copy.
-        checkpoints=tune.CheckpointConfig(num_to_keep=4),
+        checkpoints=tune.CheckpointConfig(num_to_keep=CHECKPOINTS_KEPT),
         # Ends a trial at its last epoch before PBT sees the result: an exploit there would
         # replace the finished trial with a copy of another and train nothing.
         stop={"training_iteration": config["max_epochs"]},

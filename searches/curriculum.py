@@ -1,12 +1,14 @@
 """Search curricula together with the loss weights: Optuna (TPE) picks a policy and its parameters, ASHA stops early.
 
-Each trial draws the loss weights and optimiser settings over the ranges of searches/loss_weights.py,
-then one curriculum of --curricula (default: none, single_to_cross, objective_ramp, self_paced; add
-your own with --curriculum FILE.py:Class), then that curriculum's parameters from the policy's own
-search space (CurriculumPolicy.search_space). The space is conditional: a trial has the parameters of
-the policy it drew and no others, and TPE models each policy's parameters on the trials that used
-it. Trials name them curriculum.<policy>.<parameter> (e.g. curriculum.single_to_cross.ramp_epochs),
-so two policies' parameters of the same name stay apart; feed a trial's settings back with --config.
+Each trial draws the loss weights and optimiser settings from SPACE below (the ranges of
+searches/loss_weights.py: lr 5e-4–5e-3 log, β 0.1–1.0, λ_act 1–5, λ_dom 0.01–0.1 log, batch size
+32/64/128 capped on small data, dropout 0.1–0.5), then one curriculum of --curricula (default: none,
+single_to_cross, objective_ramp, self_paced; add your own with --curriculum FILE.py:Class), then that
+curriculum's parameters from the policy's own search space (CurriculumPolicy.search_space). The space
+is conditional: a trial has the parameters of the policy it drew and no others, and TPE models each
+policy's parameters on the trials that used it. Trials name them curriculum.<policy>.<parameter>
+(e.g. curriculum.single_to_cross.ramp_epochs), so two policies' parameters of the same name stay
+apart; feed a trial's settings back with --config.
 
     python searches/curriculum.py                        # synthetic data: 12 trials, minutes on a CPU
     python searches/curriculum.py --curricula none,single_to_cross,single_to_cross+objective_ramp \\
@@ -38,15 +40,34 @@ from optuna.distributions import CategoricalDistribution
 from ray import tune
 
 from tcnvae.curriculum import check_curriculum_spec
-from tcnvae.tuning import cli, schedulers, search, spaces
+from tcnvae.tuning import cli, schedulers, search
 from tcnvae.tuning.config import CURRICULUM_PREFIX, DEFAULT_CONFIG, OBJECTIVES, validate_config
 from tcnvae.tuning.curriculum_space import CurriculumSpace, policy_space
 from tcnvae.tuning.results import summarise_search
 
+# This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG. Change with --set KEY=VALUE.
 RECIPE_DEFAULTS = {"max_epochs": 10}
-NUM_SAMPLES = 12
-CURRICULA = "none,single_to_cross,objective_ramp,self_paced"
+NUM_SAMPLES = 12  # trials, unless --num-samples says otherwise
+CURRICULA = "none,single_to_cross,objective_ramp,self_paced"  # what trials choose from, unless --curricula
 PRETRAINED_POLICY = "freeze_then_finetune"  # the shipped policy that reads --encoder-path
+
+# What every trial draws before its curriculum: the loss weights and optimiser settings over the
+# ranges of searches/loss_weights.py (its SPACE says why they are these), so that a curriculum is
+# compared with the weights a plain search would try. Each policy's parameters come from the policy
+# (CurriculumPolicy.search_space).
+SPACE = {
+    "lr": tune.loguniform(5e-4, 5e-3),
+    "beta": tune.uniform(0.1, 1.0),
+    "lambda_act": tune.uniform(1.0, 5.0),
+    "lambda_dom": tune.loguniform(0.01, 0.1),
+    "batch_size": tune.choice([32, 64, 128]),  # capped on small data (cli.search_space)
+    "dropout": tune.uniform(0.1, 0.5),
+}
+
+# ASHA: no trial is stopped before --grace-period epochs (GRACE_PERIOD: the shipped policies' default
+# schedules are in their last or next-to-last stage by then); at each rung 1/REDUCTION_FACTOR go on.
+GRACE_PERIOD = 4
+REDUCTION_FACTOR = 2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,11 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--encoder-path", type=Path, default=None,
                         help=f"pretrained encoder for {PRETRAINED_POLICY} (from searches/pretrain.py, with the "
                              "same model settings)")
-    parser.add_argument("--grace-period", type=int, default=4,
+    parser.add_argument("--grace-period", type=int, default=GRACE_PERIOD,
                         help="ASHA: epochs before a trial may be stopped; give curricula time to reach their "
-                             "last stage (default: 4)")
-    parser.add_argument("--reduction-factor", type=float, default=2,
-                        help="ASHA: 1/reduction-factor of the trials at each rung go on (default: 2)")
+                             f"last stage (default: {GRACE_PERIOD})")
+    parser.add_argument("--reduction-factor", type=float, default=REDUCTION_FACTOR,
+                        help=f"ASHA: 1/reduction-factor of the trials at each rung go on (default: {REDUCTION_FACTOR})")
     return parser.parse_args(argv)
 
 
@@ -87,7 +108,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     for spec in specs:
         cli.validate_space(validate_config({**config, "curriculum": spec, **fixed.get(spec, {})}), policy_space(spec))
     config, data = cli.prepare_data(config)
-    loss_space = cli.search_space(args, config, spaces.loss_weight_space(), len(data.train),
+    loss_space = cli.search_space(args, config, SPACE, len(data.train),
                                   also_searched=[f"curriculum (one of {', '.join(specs)}) and its parameters"])
     space = CurriculumSpace.from_tune(loss_space, specs, fixed)
     metric = OBJECTIVES[config["objective"]]

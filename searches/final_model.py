@@ -8,7 +8,8 @@ The model trains the config's whole schedule (max_epochs), unless --epochs says 
 or "best" for the epoch at which the winner peaked on validation (tcnvae.final_model says why the
 whole schedule is the default). The output folder holds the
 weights, the model card model.json, the test confusion matrix as an image and model.pt2, an exported
-program that runs with torch alone (tcnvae.final_model explains each).
+program that runs with torch alone (tcnvae.final_model explains each). It is written whole, then renamed
+into place; an existing model folder is replaced only with --force.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from tcnvae.final_model import BEST_EPOCH, MEMBERS, card_text, final_data, read_search_choice, train_final_model, write_final_model
+from tcnvae.final_model import (BEST_EPOCH, MEMBERS, card_text, check_model_folder, final_data, read_search_choice,
+                                train_final_model, write_final_model)
 from tcnvae.tuning.cli import parse_assignments
 
 
@@ -45,6 +47,8 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
                              f"(default: {MEMBERS})")
     parser.add_argument("--output", type=Path, default=None,
                         help="model folder (default: final/ beside best_config.json)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing model folder (the old one stays until the new one is complete)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="change a setting, e.g. --set data_paths='{\"arrays\": \"moved.npz\"}' (repeatable)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
@@ -60,15 +64,15 @@ def main(argv: list[str] | None = None) -> Path:
             raise ValueError(f"--members must be at least 1, got {args.members}")
         choice = read_search_choice(args.results_dir, args.config, args.epochs,
                                     parse_assignments(args.overrides, "--set"))
+        output = check_model_folder(args.output or choice.source.parent / "final", args.force)
         data = final_data(choice.config)
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
-    output = args.output or choice.source.parent / "final"
     print(f"final model: {choice.config['datasets']} on {len(data.train)} windows of "
           f"{len(set(data.train.subject.tolist()))} subjects for {choice.epochs} epochs"
           + (f", {args.members} members" if args.members > 1 else ""))
     model = train_final_model(choice.config, data, choice.epochs, torch.device(args.device), args.members)
-    card = write_final_model(output, model, data, choice)
+    card = write_final_model(output, model, data, choice, replace=args.force)
     print(card_text(card))
     print(f"model folder: {output}  (predict: python -m tcnvae.predict {output} RECORDING --output predicted.csv)")
     return output

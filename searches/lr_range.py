@@ -30,16 +30,28 @@ from tcnvae.tuning import cli
 from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
 from tcnvae.tuning.results import write_csv
 
+# The test sets the rate itself, batch by batch: no learning-rate schedule on top. Everything else:
+# tcnvae.tuning.config.DEFAULT_CONFIG, changed with --set KEY=VALUE.
+RECIPE_DEFAULTS = {"lr_schedule": "constant"}
+# The sweep, unless its flags say otherwise: from LR_MIN to LR_MAX over EPOCHS epochs; the loss smoothed
+# with weight SMOOTHING on the past, and the sweep ended once it exceeds DIVERGENCE times its minimum.
+LR_MIN = 1e-5
+LR_MAX = 1.0
+EPOCHS = 1
+SMOOTHING = 0.8
+DIVERGENCE = 4.0
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = cli.run_parser(__doc__)
-    parser.add_argument("--lr-min", type=float, default=1e-5, help="rate of the first batch (default: 1e-5)")
-    parser.add_argument("--lr-max", type=float, default=1.0, help="rate of the last batch (default: 1)")
-    parser.add_argument("--epochs", type=int, default=1, help="epochs the sweep spans (default: 1)")
-    parser.add_argument("--smoothing", type=float, default=0.8,
-                        help="weight of the past in the loss's moving average (default: 0.8)")
-    parser.add_argument("--divergence", type=float, default=4.0,
-                        help="stop once the smoothed loss exceeds this multiple of its minimum (default: 4)")
+    parser.add_argument("--lr-min", type=float, default=LR_MIN, help=f"rate of the first batch (default: {LR_MIN:g})")
+    parser.add_argument("--lr-max", type=float, default=LR_MAX, help=f"rate of the last batch (default: {LR_MAX:g})")
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"epochs the sweep spans (default: {EPOCHS})")
+    parser.add_argument("--smoothing", type=float, default=SMOOTHING,
+                        help=f"weight of the past in the loss's moving average (default: {SMOOTHING:g})")
+    parser.add_argument("--divergence", type=float, default=DIVERGENCE,
+                        help="stop once the smoothed loss exceeds this multiple of its minimum "
+                             f"(default: {DIVERGENCE:g})")
     return parser.parse_args(argv)
 
 
@@ -72,8 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.epochs < 1 or not 0 <= args.smoothing < 1 or args.divergence <= 1:
         raise ValueError(f"--epochs {args.epochs} --smoothing {args.smoothing} --divergence {args.divergence}: "
                          "expected epochs >= 1, smoothing in [0, 1), divergence > 1")
-    # The test sets the rate itself, batch by batch: no learning-rate schedule on top.
-    config = cli.base_config(args, {"lr_schedule": "constant"})
+    config = cli.base_config(args, RECIPE_DEFAULTS)
     if config["lr_schedule"] != "constant":
         raise ValueError(f"lr_schedule={config['lr_schedule']!r}: the range test needs 'constant'")
     experiment = cli.experiment_path(args, "lr_range")

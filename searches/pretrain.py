@@ -36,15 +36,15 @@ from tcnvae.tuning import cli
 from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
 
 # β: the KL is summed over latent dimensions while reconstruction is a mean over elements, so at the
-# trial default β = 1 the KL wins and the posterior collapses. Measured on the default synthetic data:
-# β = 1 left the reconstruction error at 1.00 (the variance of standardised data: nothing learnt) with
-# KL 0.003 after 10 epochs; β = 0.01 brought it to 0.70 in 4 epochs. Override with --set beta=...
+# trial default β = 1 the KL wins and the posterior collapses: nothing is learnt, where β = 0.01 learns
+# (docs/results.md, "Smaller measurements"). Override with --set beta=...
 RECIPE_DEFAULTS = {"max_epochs": 10, "beta": 0.01}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = cli.run_parser(__doc__)
-    parser.add_argument("--max-epochs", type=int, default=None, help="epochs of pretraining (default: 10)")
+    parser.add_argument("--max-epochs", type=int, default=None,
+                        help=f"epochs of pretraining (default: {RECIPE_DEFAULTS['max_epochs']})")
     parser.add_argument("--output", type=Path, default=None,
                         help="encoder file to write (default: encoder.pt in --storage-path/--name)")
     parser.add_argument("--all-windows", action="store_true",
@@ -71,9 +71,9 @@ def main(argv: list[str] | None = None) -> Path:
     val_loader = data.val_loader() if len(data.val) and not args.all_windows else None
 
     history: list[dict[str, Any]] = []
-    for epoch in range(config["max_epochs"]):
-        trainer.train_epoch(train_loader, epoch)
-        record = {"epoch": epoch + 1, **{key: trainer.last_train_metrics[key] for key in ("recon", "kl", "beta")}}
+
+    def after_epoch() -> None:
+        record = {"epoch": trainer.epoch, **{key: trainer.last_train_metrics[key] for key in ("recon", "kl", "beta")}}
         if val_loader is not None:
             with warnings.catch_warnings():  # the untrained activity head is at chance by design
                 warnings.simplefilter("ignore", TrainingHealthWarning)
@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> Path:
         history.append(record)
         print(f"epoch {record['epoch']}: recon {record['recon']:.4f}, KL {record['kl']:.3f}"
               + (f", validation recon + β·KL {record['val_loss']:.4f}" if "val_loss" in record else ""), flush=True)
+
+    trainer.train_epochs(train_loader, config["max_epochs"], after_epoch=after_epoch)
 
     model.save_encoder(output)
     write_json({"encoder": str(output), "windows": len(windows), "all_windows": args.all_windows,

@@ -1,5 +1,7 @@
 """Shared fixtures: one torch thread, a state directory of the suite's own, the synthetic and (when present) real
-UCI-HAR windows, one Ray instance."""
+UCI-HAR windows, one Ray instance, Ray refused; every test that uses Ray marked ``slow``.
+
+Plain helpers shared by several test modules live in helpers.py."""
 
 from __future__ import annotations
 
@@ -15,6 +17,15 @@ from tcnvae.tuning.provenance import STATE_ENV
 SHARED_DATA = Path(
     os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")
 )
+
+
+@pytest.hookimpl(tryfirst=True)  # before the -m filter reads the markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test marked ``ray`` or using the Ray cluster (directly or through another fixture) is also
+    ``slow``, so ``pytest -m "not slow"`` leaves Ray out without each test having to say so."""
+    for item in items:
+        if item.get_closest_marker("ray") or "ray_cluster" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -84,3 +95,15 @@ def ray_cluster():
     yield ray
     if started_here:
         ray.shutdown()
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Ray absent, and starting it fails the test: every check the test makes must answer before."""
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("Ray was started before the bad input was refused")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", refuse)

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tcnvae.checkpoints import load_checkpoint
@@ -51,6 +52,7 @@ def _kill_while_writing(target: Path, last: int, rng: random.Random) -> list[int
     return acknowledged + [int(line) for line in remaining.split()]
 
 
+@pytest.mark.slow
 def test_a_killed_writer_leaves_the_old_or_the_new_checkpoint_never_a_torn_one(tmp_path):
     target = tmp_path / "trial_state.pt"
     rng = random.Random(0)

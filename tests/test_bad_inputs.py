@@ -20,25 +20,8 @@ import pytest
 import ray
 
 from tcnvae.tuning import cli, config, provenance
-from tests.test_searches import recipe
 
-SEARCHES = Path(__file__).resolve().parents[1] / "searches"
-
-
-@pytest.fixture
-def no_ray(monkeypatch):
-    """Ray absent, and starting it fails the test: every check below must answer before."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("Ray was started before the bad input was refused")
-
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(ray, "init", refuse)
-
-
-def refused(argv: list[str], message: str) -> str:
-    with pytest.raises(ValueError, match=message) as error:
-        recipe("loss_weights").main(argv)
-    return str(error.value)
+from helpers import SEARCHES, refused
 
 
 def run_search(argv: list[str], timeout: float, **kwargs) -> tuple[subprocess.CompletedProcess, float]:
@@ -91,6 +74,7 @@ def test_a_multi_worker_trial_larger_than_this_machine_in_all_is_refused_before_
 
 # -- joining a cluster -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_an_address_with_no_cluster_fails_in_seconds_without_starting_ray(tmp_path):
     result, seconds = run_search(["--storage-path", str(tmp_path), "--address", "127.0.0.1:1"], timeout=120)
     assert result.returncode != 0
@@ -101,6 +85,7 @@ def test_an_address_with_no_cluster_fails_in_seconds_without_starting_ray(tmp_pa
     assert seconds < 60  # mostly importing torch and Ray on a shared machine; the refusal itself is at once
 
 
+@pytest.mark.slow
 def test_a_listener_that_is_not_ray_is_given_up_on_in_bounded_time(tmp_path):
     """A port that accepts connections but never speaks Ray: Ray retries in native code, where neither
     Ctrl-C nor SIGTERM is handled, so a watchdog ends the process (here after 3 s, 30 s by default)."""
@@ -172,13 +157,14 @@ def test_num_samples_with_resume_is_warned_about(tmp_path, caplog, monkeypatch):
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_and_sigterm_stop_a_running_search(ray_cluster, tmp_path, stop):
     """The search runs as its own driver joined to this session's cluster; once a trial has reported,
-    the signal ends it within seconds (Ctrl-C as Tune's graceful stop, SIGTERM at once)."""
+    the signal ends it within seconds, SIGTERM as Ctrl-C does (Tune's graceful stop): the resume hint,
+    exit status 128 + the signal, no native stack dump."""
     argv = ["--storage-path", str(tmp_path), "--name", "stopped", "--num-samples", "4", "--max-epochs", "50",
             "--max-concurrent", "1", "--scheduler", "fifo", "--address", ray.get_runtime_context().gcs_address,
             "--set", "hidden_dims=[8]", "--set", "latent_dim=4", "--set", "head_hidden=16",
             "--set", "decoder_channels=8"]
     driver = subprocess.Popen([sys.executable, str(SEARCHES / "loss_weights.py"), *argv],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180
         while not list(tmp_path.glob("stopped/*/progress.csv")) and driver.poll() is None:
@@ -187,10 +173,21 @@ def test_ctrl_c_and_sigterm_stop_a_running_search(ray_cluster, tmp_path, stop):
         assert driver.poll() is None, f"the search ended by itself ({driver.returncode}) before the signal"
         driver.send_signal(stop)
         started = time.monotonic()
-        driver.wait(timeout=60)
+        _, err = driver.communicate(timeout=60)
         assert time.monotonic() - started < 60
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
     assert not (tmp_path / "stopped" / "leaderboard.csv").exists()  # stopped, not run to the end
+    assert driver.returncode == 128 + stop  # 130, 143
+    assert f"--name stopped --resume ({signal.Signals(stop).name})" in err
+    assert "Fatal Python error" not in err and "Stack trace" not in err
+
+
+def test_set_reads_each_value_as_its_declared_setting_takes_it():
+    """JSON where it parses, except where the setting takes text: a domain named 2 stays a name."""
+    assert cli.parse_assignments(["target_domain=2", "batch_size=8", "activities=null", "split=subject"], "--set") == {
+        "target_domain": "2", "batch_size": 8, "activities": None, "split": "subject"}
+    with pytest.raises(ValueError, match="batch_size='eight': expected an integer >= 1"):
+        config.validate_config(cli.parse_assignments(["batch_size=eight"], "--set"))

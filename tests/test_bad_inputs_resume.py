@@ -14,7 +14,7 @@ import pytest
 
 from tcnvae.tuning import provenance
 
-from test_bad_inputs import no_ray, refused  # noqa: F401  (no_ray: a fixture, used by name)
+from helpers import refused
 
 
 @pytest.fixture(autouse=True)

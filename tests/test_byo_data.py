@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -16,45 +15,21 @@ import ray
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.sample import Categorical
 
-from tcnvae.data import load_source
 from tcnvae.tuning import cli, schedulers, spaces, validate_config
 from tcnvae.tuning.results import trial_settings
 
-from test_searches import TINY, TINY_MODEL, recipe
+from helpers import TINY_FLAGS as TINY, TINY_MODEL_FLAGS as TINY_MODEL, arrays_file, read_csv, recipe
 
 ROOT = Path(__file__).resolve().parents[1]
-
-NEW_NAMES = {"walking": "pendulum", "sitting": "plank", "running": "squat"}  # none is in the taxonomy
-
-
-def _arrays_file(path: Path, *, channels: slice = slice(None), nan: bool = False) -> Path:
-    """Six people's continuous recordings (synthetic signals) in the arrays format, activities renamed."""
-    recordings = load_source("synthetic", num_domains=2, subjects_per_domain=3, seconds_per_activity=10,
-                             activities=list(NEW_NAMES))
-    signals = np.concatenate([r.signal for r in recordings])[:, channels]
-    if nan:
-        signals[5, 0] = np.nan
-    names = recordings[0].activity_names
-    np.savez(path, signals=signals, labels=np.concatenate([r.labels for r in recordings]),
-             label_names=np.array([NEW_NAMES[name] for name in names]),
-             offsets=np.cumsum([0] + [len(r) for r in recordings]),
-             channel_names=np.array(recordings[0].channel_names[channels]), sample_rate=recordings[0].sample_rate,
-             subjects=np.array([f"p{i}" for i in range(len(recordings))]))
-    return path
 
 
 @pytest.fixture(scope="module")
 def new_names_file(tmp_path_factory) -> Path:
-    return _arrays_file(tmp_path_factory.mktemp("byo") / "exercises.npz")
+    return arrays_file(tmp_path_factory.mktemp("byo") / "exercises.npz")
 
 
 def _arrays(path: Path) -> list[str]:
     return ["--data", "arrays", "--data-path", f"arrays={path}"]
-
-
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as stream:
-        return list(csv.DictReader(stream))
 
 
 # -- 1. new activity names and label_map ---------------------------------------------------------------
@@ -71,7 +46,7 @@ def test_a_search_on_new_activity_names_runs_every_trial_and_fixes_what_set_give
     assert len({result.config["lr"] for result in results}) == 2  # the rest is searched
     best = json.loads((tmp_path / "byo" / "best_config.json").read_text())
     assert best["activities"] == ["pendulum", "plank", "squat"]  # the head's order, recorded
-    assert "batch_size" not in _read_csv(tmp_path / "byo" / "leaderboard.csv")[0]
+    assert "batch_size" not in read_csv(tmp_path / "byo" / "leaderboard.csv")[0]
     printed = capsys.readouterr().out
     assert "Searching: lr, beta, lambda_act, lambda_dom, dropout\n" in printed
     assert "Fixed by --config/--set: batch_size=8" in printed
@@ -98,15 +73,15 @@ def _bad_data(tmp_path: Path, case: str) -> list[str]:
                  label_names=np.array(["pendulum"]), channel_names=np.array(["acc_x"]), sample_rate=50.0)
         return _arrays(tmp_path / "cube.npz")
     if case == "NaN":
-        return _arrays(_arrays_file(tmp_path / "nan.npz", nan=True))
+        return _arrays(arrays_file(tmp_path / "nan.npz", nan=True))
     if case == "forgotten --data-path":
         return ["--data", "arrays"]
     if case == "channels the data lacks":
-        return _arrays(_arrays_file(tmp_path / "acc_only.npz", channels=slice(0, 3)))
+        return _arrays(arrays_file(tmp_path / "acc_only.npz", channels=slice(0, 3)))
     if case == "unknown split subject":
-        return [*_arrays(_arrays_file(tmp_path / "ok.npz")), "--set", "split=loso:arrays:nobody"]
+        return [*_arrays(arrays_file(tmp_path / "ok.npz")), "--set", "split=loso:arrays:nobody"]
     assert case == "unknown target domain"
-    return [*_arrays(_arrays_file(tmp_path / "ok.npz")), "--metric", "target_accuracy", "--target-domain", "gym"]
+    return [*_arrays(arrays_file(tmp_path / "ok.npz")), "--metric", "target_accuracy", "--target-domain", "gym"]
 
 
 BAD_DATA = {
@@ -135,6 +110,7 @@ def test_bad_data_is_one_message_before_ray_starts(monkeypatch, tmp_path, case):
     assert not storage.exists()
 
 
+@pytest.mark.slow
 def test_a_user_error_on_the_command_line_is_one_error_line_with_status_2_and_no_ray(tmp_path):
     command = [sys.executable, str(ROOT / "searches" / "curriculum.py"), "--storage-path", str(tmp_path),
                *_arrays(tmp_path / "absent.npz")]
@@ -156,13 +132,14 @@ def test_config_and_set_keys_leave_the_search_space_and_batch_sizes_fit_the_trai
     config_file.write_text(json.dumps({"lr": 5e-4, "beta": 0.3}))
     args = cli.search_parser("test").parse_args(["--config", str(config_file), "--set", "dropout=0.2"])
     config = cli.base_config(args, {})
-    space = cli.search_space(args, config, spaces.loss_weight_space(), train_windows=34)
+    loss_weights = recipe("loss_weights")
+    space = cli.search_space(args, config, loss_weights.SPACE, train_windows=34)
     assert set(space) == {"lambda_act", "lambda_dom", "batch_size"}
     assert isinstance(space["batch_size"], Categorical) and space["batch_size"].categories == [2, 4]
     printed = capsys.readouterr().out
     assert "batch_size choices [32, 64, 128] capped at 4" in printed
     assert "Fixed by --config/--set: lr=0.0005, beta=0.3, dropout=0.2" in printed
-    grid = cli.search_space(args, config, spaces.loss_weight_grid(), train_windows=2000)
+    grid = cli.search_space(args, config, spaces.two_level_grid(loss_weights.SPACE), train_windows=2000)
     assert grid["batch_size"] == {"grid_search": [32, 128]}  # enough data: nothing capped
     everything = cli.search_parser("test").parse_args(["--config", str(config_file)])
     with pytest.raises(ValueError, match="nothing is left to search"):
@@ -170,12 +147,13 @@ def test_config_and_set_keys_leave_the_search_space_and_batch_sizes_fit_the_trai
 
 
 def test_schedulers_fit_the_epochs_instead_of_failing_inside_ray(capsys):
-    assert [schedulers.default_grace_period(epochs) for epochs in (1, 3, 10, 40)] == [1, 1, 2, 10]
-    assert isinstance(schedulers.asha("val/accuracy", 10), ASHAScheduler)
-    assert isinstance(schedulers.asha("val/accuracy", 3, grace_period=4), FIFOScheduler)
+    loss_weights = recipe("loss_weights")
+    assert [loss_weights.default_grace_period(epochs) for epochs in (1, 3, 10, 40)] == [1, 1, 2, 10]
+    assert isinstance(schedulers.asha("val/accuracy", 10, loss_weights.default_grace_period(10), 2), ASHAScheduler)
+    assert isinstance(schedulers.asha("val/accuracy", 3, grace_period=4, reduction_factor=2), FIFOScheduler)
     assert "grace period 4 >= max_epochs 3" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--reduction-factor 1"):
-        schedulers.asha("val/accuracy", 10, reduction_factor=1)
+        schedulers.asha("val/accuracy", 10, grace_period=2, reduction_factor=1)
     assert schedulers.perturbation_interval(2, 10) == 2
     assert schedulers.perturbation_interval(4, 4) == 2
     assert "lowered to 2" in capsys.readouterr().out

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tcnvae.tuning.results import TEST_RECORD_KEY, trial_settings
-from tests.test_searches import TINY, read_csv, recipe
+from helpers import TINY_FLAGS as TINY, read_csv, recipe
 
 
 @pytest.mark.ray

@@ -3,10 +3,8 @@ state round trips, user policies from files, composition, clear errors, and pret
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,7 +29,8 @@ from tcnvae.data import DataConfig, prepare
 from tcnvae.model import TCNVAE
 from tcnvae.trainer import TCNVAETrainer
 
-REPOSITORY = Path(__file__).resolve().parents[1]
+from helpers import recipe
+
 DOMAINS = ("synthetic_a", "synthetic_b", "synthetic_c")
 GROUPS = ("activity_head", "domain_head", "decoder", "encoder.latent", "encoder.block1", "encoder.block0")
 TINY_DATA = {"synthetic": {"num_domains": 3, "subjects_per_domain": 3, "seconds_per_activity": 6}}
@@ -46,7 +45,7 @@ def data():
 def tiny_model(data, seed: int = 0) -> TCNVAE:
     torch.manual_seed(seed)
     return TCNVAE(input_dim=len(data.channel_names), latent_dim=4, num_activities=data.num_activities,
-                  num_domains=data.num_domains, hidden_dims=[8, 8], head_hidden=8, decoder_channels=8)
+                  num_domains=data.num_domains, hidden_dims=[8, 8], kernel_size=3, head_hidden=8, decoder_channels=8)
 
 
 def tiny_trainer(data, lr: float = 1e-2, seed: int = 0) -> TCNVAETrainer:
@@ -384,9 +383,7 @@ def test_search_spaces_sample_valid_policies_and_compositions():
 # -- pretraining --------------------------------------------------------------------------------------
 
 def test_pretrain_writes_an_encoder_that_freeze_then_finetune_loads(tmp_path, data):
-    spec = importlib.util.spec_from_file_location("searches_pretrain", REPOSITORY / "searches" / "pretrain.py")
-    pretrain = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pretrain)
+    pretrain = recipe("pretrain")
     output = pretrain.main(["--max-epochs", "1", "--output", str(tmp_path / "encoder.pt"),
                             "--set", f"source_options={{\"synthetic\": {TINY_DATA['synthetic']}}}".replace("'", '"'),
                             "--set", "hidden_dims=[8,8]", "--set", "latent_dim=4", "--set", "kernel_size=3",

@@ -15,12 +15,10 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tcnvae.checkpoints import load_checkpoint
-from tcnvae.tuning import CHECKPOINT_FILE, load_replay, make_trainable, run_trial, spaces, validate_config, write_replay
+from tcnvae.tuning import CHECKPOINT_FILE, load_replay, make_trainable, run_trial, validate_config, write_replay
 from tcnvae.tuning.curriculum_space import CurriculumSpace
 from tcnvae.tuning.results import trial_settings
-from test_searches import TINY as TINY_FLAGS
-from test_searches import recipe
-from test_tuning_trainable import TINY, Recorder, run, tune_run
+from helpers import TINY_FLAGS, TINY_TRIAL as TINY, Recorder, recipe, run, tune_run
 
 STAGE = "curriculum/stage"
 # TINY's training domains; single_to_cross starts on the one with the most training windows.
@@ -139,7 +137,7 @@ def test_the_search_space_gives_each_trial_the_parameters_of_the_policy_it_drew(
     path = tmp_path / "mypolicies.py"
     path.write_text(USER_POLICY)
     specs = ["none", "self_paced", "single_to_cross+objective_ramp", f"{path}:DecoderLater"]
-    space = CurriculumSpace.from_tune(spaces.loss_weight_space(), specs)
+    space = CurriculumSpace.from_tune(recipe("curriculum").SPACE, specs)
     prefixes = {"none": [], "self_paced": ["self_paced"], "single_to_cross+objective_ramp": ["single_to_cross",
                 "objective_ramp"], f"{path}:DecoderLater": ["DecoderLater"]}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0), direction="maximize")

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from tcnvae.data import DataConfig, Standardiser, build_windows, classification_report, prepare
+from tcnvae.data.loaders import WindowLoader
 from tcnvae.data.pipeline import split_windows
+from tcnvae.tuning.config import data_config, declarations, validate_config
 
 SMALL = {"synthetic": {"num_domains": 3, "subjects_per_domain": 4, "seconds_per_activity": 10}}
 
@@ -158,3 +160,19 @@ def test_pre_windowed_data_keeps_its_own_duration_and_is_cropped_only_when_asked
 def test_pre_windowed_data_keeps_the_usual_length_when_it_has_it(uci_har_windowset):
     assert uci_har_windowset.window_length / uci_har_windowset.sample_rate == 2.56
     assert _config().window_seconds is None and prepare(_config()).config.window_seconds == 2.56
+
+
+def test_the_data_layer_defaults_to_the_trial_config_and_checks_by_the_same_declarations():
+    """One declaration per setting: DataConfig() and a bare loader are what a trial with the defaults
+    uses, and a bad value gets the same message from the data layer and the trial config."""
+    config = validate_config({})
+    assert DataConfig().validate() == data_config(config)
+    loader = WindowLoader(np.zeros((3, 8, 2)), np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64))
+    assert (loader.batch_size, loader.sampling) == (config["batch_size"], config["sampling"])
+    message = "val_fraction=1.5: expected a fraction in [0, 1) (share of each dataset's subjects that validates)"
+    with pytest.raises(ValueError) as from_data:
+        DataConfig(val_fraction=1.5).validate()
+    with pytest.raises(ValueError) as from_trial:
+        validate_config({"val_fraction": 1.5})
+    assert message in str(from_data.value) and message in str(from_trial.value)
+    assert all(setting.help for setting in declarations().values())

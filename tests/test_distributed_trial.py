@@ -17,8 +17,7 @@ from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import CHECKPOINT_FILE, cli, make_trainable, tune_logger_callbacks
 from tcnvae.tuning.config import validate_config
 from tcnvae.tuning.distributed import WORKER_STARTS_DIR, worker_group_starts
-from test_byo_data import _arrays_file
-from test_tuning_trainable import LOOP_METRICS, TINY
+from helpers import LOOP_METRICS, TINY_TRIAL as TINY, arrays_file
 
 CLEAN_UP_SECONDS = 60  # Ray removes a stopped run's actors and placement group asynchronously
 
@@ -76,7 +75,7 @@ def test_a_two_worker_trial_keeps_its_workers_and_asha_stops_it_cleanly(ray_clus
     The workers train on the search's data as the driver prepared it, from a file deleted before the
     search starts: a worker that prepared its data again would fail.
     """
-    path = _arrays_file(tmp_path / "people.npz")
+    path = arrays_file(tmp_path / "people.npz")
     config, data = cli.prepare_data(validate_config({**TINY, "datasets": ["arrays"], "source_options": {},
                                                      "data_paths": {"arrays": str(path)}}))
     path.unlink()

@@ -7,59 +7,22 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import ray
 from ray import tune
-from ray.tune import ExperimentAnalysis
 
-from tcnvae.tuning import train_trial, tune_logger_callbacks
-from test_searches import SEARCHES, TINY, epochs_reported, read_csv, recipe
-from test_tuning_trainable import TINY as TINY_TRIAL
+from tcnvae.tuning import tune_logger_callbacks
 
-POLL_SECONDS = 0.2
-PATIENCE_SECONDS = 300  # generous: the CI machine may be loaded
-
-
-def trial_with_epoch_hook(before_epoch: Callable[[int], None]) -> Callable[[dict], None]:
-    """A trainable running :func:`train_trial` that calls ``before_epoch(epoch)`` in the trial's process
-    as each epoch starts (before any of its batches): where a test parks a trial to kill it mid-epoch.
-
-    Both functions are nested, so Ray pickles them by value: the trial processes cannot import tests.
-    """
-    def trial(config: dict) -> None:
-        from tcnvae.trainer import TCNVAETrainer
-
-        train_epoch = TCNVAETrainer.train_epoch
-
-        def hooked_train_epoch(trainer, loader, epoch):
-            before_epoch(epoch)
-            return train_epoch(trainer, loader, epoch)
-
-        TCNVAETrainer.train_epoch = hooked_train_epoch
-        try:
-            train_trial(config)
-        finally:
-            TCNVAETrainer.train_epoch = train_epoch
-
-    return trial
-
-
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {PATIENCE_SECONDS} s waiting for {what}")
-        time.sleep(POLL_SECONDS)
+from helpers import (PATIENCE_SECONDS, SEARCHES, TINY_FLAGS as TINY, TINY_TRIAL, epochs_reported, read_csv, recipe,
+                     saved_statuses, trial_with_epoch_hook, wait_for)
 
 
 @pytest.mark.ray
@@ -107,21 +70,6 @@ def test_trial_process_killed_mid_epoch_resumes_from_its_last_checkpoint(ray_clu
     assert epochs_reported(Path(result.path)) == [1, 2, 3, 4]  # no epoch reported twice
 
 
-def _saved_statuses(experiment: Path) -> dict[str, str]:
-    """Trial id → status in the experiment state Tune last saved (empty before its first save)."""
-    if not list(experiment.glob("experiment_state-*.json")):
-        return {}
-    analysis_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
-    level = analysis_logger.level
-    analysis_logger.setLevel(logging.ERROR)  # trials without results yet are warned about, every poll
-    try:
-        return {trial.trial_id: trial.status for trial in ExperimentAnalysis(str(experiment)).trials}
-    except (ValueError, OSError):  # a state file not written yet
-        return {}
-    finally:
-        analysis_logger.setLevel(level)
-
-
 @pytest.mark.ray
 def test_driver_killed_mid_search_is_resumed_without_rerunning_finished_trials(ray_cluster, tmp_path):
     """The search runs in its own driver process joined to this session's cluster and is SIGKILLed
@@ -141,10 +89,10 @@ def test_driver_killed_mid_search_is_resumed_without_rerunning_finished_trials(r
     try:
         def one_trial_finished() -> bool:
             assert driver.poll() is None, f"the search driver exited with {driver.returncode} before it was killed"
-            return "TERMINATED" in _saved_statuses(experiment).values()
+            return "TERMINATED" in saved_statuses(experiment).values()
 
         wait_for(one_trial_finished, "Tune's saved state to list a finished trial")
-        finished_before_kill = {trial for trial, status in _saved_statuses(experiment).items()
+        finished_before_kill = {trial for trial, status in saved_statuses(experiment).items()
                                 if status == "TERMINATED"}
     finally:
         driver.send_signal(signal.SIGKILL)

@@ -13,7 +13,7 @@ import torch
 
 from tcnvae.data.loaders import WindowLoader
 from tcnvae.trainer import TCNVAETrainer
-from test_trainer import loaders, oscillation_windows, quiet, small_model
+from helpers import loaders, oscillation_windows, quiet, small_model
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

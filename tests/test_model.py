@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tcnvae.checkpoints import load_checkpoint, save_checkpoint
-from tcnvae.model import TCNVAE, reverse_gradient
+from tcnvae.model import ARCHITECTURE, TCNVAE, reverse_gradient
 
 
 @pytest.mark.parametrize("window_length", [32, 100, 128, 257])
@@ -155,3 +155,11 @@ def test_one_rule_per_setting_for_the_model_and_the_trial_config(setting, value,
         TCNVAE(input_dim=3, num_activities=2, num_domains=2, **{setting: value})
     with pytest.raises(ValueError, match=message):
         validate_config({setting: value})
+
+
+def test_the_models_defaults_are_the_trial_configs():
+    from tcnvae.tuning.config import validate_config
+
+    config = validate_config({})
+    model = TCNVAE(input_dim=3, num_activities=2, num_domains=2)
+    assert {key: model.config[key] for key in ARCHITECTURE} == {key: config[key] for key in ARCHITECTURE}

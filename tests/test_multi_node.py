@@ -23,9 +23,8 @@ import ray
 from ray import tune
 
 from tcnvae.tuning import tune_logger_callbacks
-from test_fault_tolerance import PATIENCE_SECONDS, trial_with_epoch_hook, wait_for
-from test_searches import TINY, epochs_reported, recipe
-from test_tuning_trainable import TINY as TINY_TRIAL
+from helpers import (PATIENCE_SECONDS, TINY_FLAGS as TINY, TINY_TRIAL, epochs_reported, recipe, trial_with_epoch_hook,
+                     wait_for)
 
 GPU_NODE = "gpu_node"  # every worker node has one; trials ask for half, so two trials fit on a node
 NODE_TYPES = ("gpu_1x", "gpu_4x")  # one node of each, like cluster.yaml's two GPU worker types

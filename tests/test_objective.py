@@ -6,16 +6,16 @@ import pytest
 import torch
 from torch import nn, optim
 
+from tcnvae import beta_schedules
 from tcnvae.beta_schedules import BETA_SCHEDULES, BetaSchedule, LinearWarmup, register_beta_schedule
 from tcnvae.curriculum import grouped_optimizer, per_window_losses
 from tcnvae.data.loaders import WindowLoader
 from tcnvae.model import TCNVAE
 from tcnvae.objective import Objective
 from tcnvae.trainer import TCNVAETrainer
-from tcnvae.tuning import spaces
 from tcnvae.tuning.build import build_trainer
 from tcnvae.tuning.config import mutable_keys, validate_config
-from tests.test_searches import recipe
+from helpers import recipe
 
 CLASSES = 3
 
@@ -34,7 +34,7 @@ def windows(count: int, seed: int = 0) -> WindowLoader:
 def small_model(seed: int = 0) -> TCNVAE:
     torch.manual_seed(seed)
     return TCNVAE(input_dim=3, latent_dim=4, num_activities=CLASSES, num_domains=2, hidden_dims=[8, 8],
-                  head_hidden=8, decoder_channels=8)
+                  kernel_size=3, head_hidden=8, decoder_channels=8)
 
 
 # -- one loss formula --------------------------------------------------------------------------------
@@ -115,7 +115,7 @@ def test_a_registered_beta_schedule_is_a_checked_config_key_with_no_other_edit(s
         validate_config({"replay_schedule": [{"epoch": 1, "beta_step_epoch": 0}]})
     schedule = Objective.from_config(config).beta_schedule
     assert isinstance(schedule, StepUp) and schedule.step_epoch == 2.0
-    assert spaces.beta_schedule_bounds("step_up_test") == {"beta_step_epoch": [1.0, 6.0]}
+    assert beta_schedules.search_bounds("step_up_test") == {"beta_step_epoch": [1.0, 6.0]}
     # PBT's recipe offers it, and would move beta_step_epoch within those bounds.
     assert recipe("beta_annealing").parse_args(["--beta-schedule", "step_up_test"]).beta_schedule == "step_up_test"
     trainer = build_trainer(config, small_model(), torch.device("cpu"))

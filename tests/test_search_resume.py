@@ -21,8 +21,7 @@ import optuna
 import pytest
 import ray
 
-from test_fault_tolerance import _saved_statuses, wait_for
-from test_searches import SEARCHES, TINY, read_csv, recipe
+from helpers import SEARCHES, TINY_FLAGS as TINY, read_csv, recipe, saved_statuses, wait_for
 
 
 def _finished_in_study(experiment: Path) -> int:
@@ -63,7 +62,7 @@ def test_a_curriculum_search_killed_while_its_study_is_ahead_of_tune_resumes(ray
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=60)
     assert driver.returncode == -signal.SIGKILL
-    saved = _saved_statuses(experiment)
+    saved = saved_statuses(experiment)
     finished_by_tune = sum(status == "TERMINATED" for status in saved.values())
     # The situation under test: the study is ahead of the state Tune resumes from.
     assert _finished_in_study(experiment) > finished_by_tune

@@ -27,7 +27,7 @@ from tcnvae.tuning import CHECKPOINT_FILE, cli, data_config, validate_config
 from tcnvae.tuning.loop import target_slice_subjects
 from tcnvae.tuning.results import TEST_RECORD_KEY, leaderboard_test_column, trial_settings
 from tcnvae.tuning.scoring import load_trial_model, near_chance_warning, scored_test_windows
-from test_searches import TINY, read_csv, recipe
+from helpers import TINY_FLAGS as TINY, read_csv, recipe
 
 SEARCH = ["--num-samples", "2", "--max-epochs", "2", "--max-concurrent", "1", "--scheduler", "fifo",
           "--seed", "3", *TINY]
@@ -151,7 +151,8 @@ def test_final_model_trains_on_train_and_validation_subjects_and_tests_once(sear
     assert (card["sample_rate"], card["window_length"], card["hop_seconds"]) == (50.0, 128, 1.28)
     assert len(card["normaliser"]["mean"]) == 6 and len(card["data_fingerprint"]["windows_sha256"]) == 64
     weights = torch.load(final_dir / "weights.pt", weights_only=True)
-    assert set(weights) == {"member_states", "model_config"} and len(weights["member_states"]) == 3
+    assert set(weights) == {"member_states", "model_config", "trained_with"} and len(weights["member_states"]) == 3
+    assert weights["trained_with"]["activities"] == card["activities"]  # what predict checks the card against
     image = (final_dir / "confusion_matrix.png").read_bytes()
     assert image.startswith(b"\x89PNG")
 

@@ -3,8 +3,6 @@ and the pieces they are built from (flags → config, leaderboard, Pareto front)
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import json
 import logging
 import math
@@ -13,7 +11,6 @@ import signal
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
 
 import optuna
 import pytest
@@ -21,36 +18,16 @@ import ray
 import torch
 from ray import tune
 from ray.tune import ExperimentAnalysis
+from ray.tune.search.sample import Categorical
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tcnvae.checkpoints import load_checkpoint
+from tcnvae import beta_schedules
 from tcnvae.tuning import CHECKPOINT_FILE, cli, search, spaces, validate_config
 from tcnvae.tuning.progress import SNAPSHOT_LOGGER, SNAPSHOT_WARNING, SearchProgress, format_duration
 from tcnvae.tuning.results import pareto_front, rank, trial_settings, write_csv
 
-SEARCHES = Path(__file__).resolve().parents[1] / "searches"
-# A model of a few hundred weights; data of 2 domains × 4 subjects × 10 s per activity: epochs of a second.
-TINY_MODEL = ["--set", "hidden_dims=[8]", "--set", "latent_dim=4", "--set", "head_hidden=16",
-              "--set", "decoder_channels=8"]
-TINY = [*TINY_MODEL, "--set",
-        'source_options={"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 10}}']
-
-
-def recipe(name: str) -> ModuleType:
-    """A search script loaded as a module, so tests call its ``main(argv)`` against the shared cluster."""
-    spec = importlib.util.spec_from_file_location(f"searches_{name}", SEARCHES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="") as stream:
-        return list(csv.DictReader(stream))
-
-
-def epochs_reported(trial_dir: Path) -> list[int]:
-    return [int(float(row["epoch"])) for row in read_csv(trial_dir / "progress.csv")]
+from helpers import TINY_FLAGS as TINY, TINY_MODEL_FLAGS as TINY_MODEL, epochs_reported, read_csv, recipe
 
 
 # -- leaderboard and Pareto front ---------------------------------------------------------------------
@@ -107,16 +84,44 @@ def test_bad_flags_are_named(argv, message):
 
 def test_a_new_search_starts_from_the_defaults_moved_into_its_ranges():
     config = validate_config({})
-    space = spaces.loss_weight_space()
+    space = recipe("loss_weights").SPACE
     first = search.defaults_trial({**config, **space}, config)
     assert first == {key: config[key] for key in space}  # lr, the loss weights, batch size, dropout
-    narrowed = search.defaults_trial({**config, **spaces.loss_weight_space((1e-4, 1e-3))}, config)
+    narrowed = search.defaults_trial({**config, **space, "lr": tune.loguniform(1e-4, 1e-3)}, config)
     assert narrowed == {**first, "lr": 1e-3}  # lr 2e-3: the nearest end of the range
     assert search.defaults_trial({**config, "batch_size": tune.choice([16, 32])}, config) == {"batch_size": 32}
     assert search.defaults_trial({**config, "max_epochs": tune.randint(5, 20)}, config) == {"max_epochs": 19}
     assert search.defaults_trial({**config, "optimizer": tune.choice(["sgd"])}, config) is None  # nothing near
-    assert search.defaults_trial({**config, **spaces.loss_weight_grid()}, config) is None  # a grid is its own design
+    assert search.defaults_trial({**config, **spaces.two_level_grid(space)}, config) is None  # a grid is its own design
     assert search.defaults_trial(config, config) is None  # nothing searched
+
+
+def describe(domain):
+    """A Tune domain as comparable data: its kind, its sampler and its range or choices."""
+    values = domain.categories if isinstance(domain, Categorical) else [domain.lower, domain.upper]
+    return type(domain).__name__, type(domain.get_sampler()).__name__.strip("_"), values
+
+
+def test_the_recipes_search_the_ranges_their_docstrings_quote():
+    """Each recipe writes its own space; where one says it searches another's ranges, they are the same."""
+    loss_weights, curriculum, beta_annealing = map(recipe, ("loss_weights", "curriculum", "beta_annealing"))
+    assert {key: describe(domain) for key, domain in loss_weights.SPACE.items()} == {
+        "lr": ("Float", "LogUniform", [5e-4, 5e-3]), "beta": ("Float", "Uniform", [0.1, 1.0]),
+        "lambda_act": ("Float", "Uniform", [1.0, 5.0]), "lambda_dom": ("Float", "LogUniform", [0.01, 0.1]),
+        "batch_size": ("Categorical", "Uniform", [32, 64, 128]), "dropout": ("Float", "Uniform", [0.1, 0.5])}
+    assert ({key: describe(domain) for key, domain in curriculum.SPACE.items()}
+            == {key: describe(domain) for key, domain in loss_weights.SPACE.items()})
+    # PBT moves the loss weights within the same ranges, and with --adapt unlabelled the same adaptation ranges.
+    assert beta_annealing.BOUNDS == {key: describe(loss_weights.SPACE[key])[2] for key in beta_annealing.BOUNDS}
+    assert beta_annealing.ADAPTATION_BOUNDS == {key: describe(domain)[2]
+                                                for key, domain in loss_weights.ADAPTATION_SPACE.items()}
+    # --search grid: each range's two ends, 2^6 = 64 combinations.
+    grid = spaces.two_level_grid(loss_weights.SPACE)
+    assert grid == {"lr": {"grid_search": [5e-4, 5e-3]}, "beta": {"grid_search": [0.1, 1.0]},
+                    "lambda_act": {"grid_search": [1.0, 5.0]}, "lambda_dom": {"grid_search": [0.01, 0.1]},
+                    "batch_size": {"grid_search": [32, 128]}, "dropout": {"grid_search": [0.1, 0.5]}}
+    with pytest.raises(ValueError, match="no low and high end"):
+        spaces.two_level_grid({"hidden_dims": tune.sample_from(lambda _: [64])})
 
 
 def test_search_space_ends_are_validated():
@@ -258,7 +263,7 @@ def test_pbt_clones_continue_from_the_cloned_epoch_and_the_replay_reproduces_the
         "--storage-path", str(tmp_path), "--name", "pbt", "--num-samples", "2", "--max-epochs", "4",
         "--perturbation-interval", "1", "--quantile-fraction", "0.5", "--synch", "--set", "batch_size=16",
         "--set", "lr=0.01", *TINY])
-    bounds = {**spaces.loss_weight_bounds(), **spaces.beta_schedule_bounds("linear")}
+    bounds = {**beta_annealing.BOUNDS, **beta_schedules.search_bounds("linear")}
     histories = []
     for result in results:
         assert epochs_reported(Path(result.path)).count(1) == 1  # no trial started over from epoch 1

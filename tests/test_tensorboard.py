@@ -5,8 +5,6 @@ a search leaves the leaderboard and the parameter importance in the Text tab and
 
 from __future__ import annotations
 
-import csv
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -20,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from tcnvae.tuning import cli, run_trial, spaces
+from tcnvae.tuning import cli, run_trial
 from tcnvae.tuning.importance import parameter_importance
 from tcnvae.tuning.tensorboard import (
     CONFUSION_TAG,
@@ -34,9 +32,8 @@ from tcnvae.tuning.tensorboard import (
     write_search_start,
 )
 
-SEARCHES = Path(__file__).resolve().parents[1] / "searches"
-TINY = ["--set", "hidden_dims=[8]", "--set", "latent_dim=4", "--set", "head_hidden=16", "--set", "decoder_channels=8",
-        "--set", 'source_options={"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 10}}']
+from helpers import TINY_FLAGS as TINY, read_csv, recipe
+
 TINY_CONFIG = {"source_options": {"synthetic": {"num_domains": 2, "subjects_per_domain": 3, "seconds_per_activity": 6.0}},
                "val_fraction": 0.2, "test_fraction": 0.2, "hidden_dims": [8], "latent_dim": 4, "head_hidden": 8,
                "decoder_channels": 8, "batch_size": 16, "max_epochs": 1}
@@ -161,18 +158,15 @@ def test_the_experiment_summary_declares_only_the_searched_keys_objective_first(
 
 @pytest.mark.ray
 def test_a_search_leaves_a_tensorboard_that_compares_its_trials(ray_cluster, tmp_path):
-    spec = importlib.util.spec_from_file_location("searches_loss_weights", SEARCHES / "loss_weights.py")
-    loss_weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(loss_weights)
+    loss_weights = recipe("loss_weights")
     loss_weights.main(["--storage-path", str(tmp_path), "--name", "board", "--num-samples", "4", "--max-epochs", "3",
                        "--max-concurrent", "1", "--lr-range", "1e-5", "3e-2", "--seed", "1", *TINY])
     experiment = tmp_path / "board"
-    with open(experiment / "leaderboard.csv", newline="") as stream:
-        board = list(csv.DictReader(stream))
+    board = read_csv(experiment / "leaderboard.csv")
 
     summary = hparams_metadata.parse_experiment_plugin_data(hparams_content(experiment)[hparams_metadata.EXPERIMENT_TAG])
     declared = {info.name: info for info in summary.hparam_infos}
-    assert set(declared) == set(spaces.loss_weight_space())
+    assert set(declared) == set(loss_weights.SPACE)
     assert (declared["lr"].domain_interval.min_value, declared["lr"].domain_interval.max_value) == pytest.approx((1e-5, 3e-2))
     # The batch-size choices as searched: capped to the tiny training set, so each epoch has enough steps.
     batch_sizes = [value.number_value for value in declared["batch_size"].domain_discrete.values]

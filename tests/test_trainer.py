@@ -8,7 +8,6 @@ from torch import optim
 from torch.utils.data import DataLoader, TensorDataset
 
 from tcnvae.beta_schedules import make_beta_schedule
-from tcnvae.data.loaders import WindowLoader
 from tcnvae.model import TCNVAE
 from tcnvae.trainer import (
     OvernightTrainer,
@@ -18,41 +17,7 @@ from tcnvae.trainer import (
     adversarial_alpha,
 )
 
-NUM_CLASSES = 4
-CHANNELS = 6
-
-
-def oscillation_windows(count: int, length: int = 64, seed: int = 0):
-    """Windows whose class sets the oscillation frequency (like cadence) and whose domain sets the gain."""
-    generator = torch.Generator().manual_seed(seed)
-    activity = torch.randint(0, NUM_CLASSES, (count,), generator=generator)
-    domain = torch.randint(0, 2, (count,), generator=generator)
-    time = torch.arange(length) / 50.0
-    frequency = (0.5 + 0.8 * activity.float())[:, None, None]
-    phase = 2 * math.pi * torch.rand(count, 1, CHANNELS, generator=generator)
-    gain = (1.0 + 0.5 * domain.float())[:, None, None]
-    signal = gain * torch.sin(2 * math.pi * frequency * time[None, :, None] + phase)
-    signal = signal + 0.3 * torch.randn(count, length, CHANNELS, generator=generator)
-    return signal, activity, domain
-
-
-def loaders(count=256, batch_size=32, seed=0):
-    train = WindowLoader(*oscillation_windows(count, seed=seed), batch_size=batch_size, shuffle=True, seed=seed)
-    val = WindowLoader(*oscillation_windows(count // 2, seed=seed + 1), batch_size=batch_size)
-    return train, val
-
-
-def small_model(seed=0, **overrides):
-    torch.manual_seed(seed)
-    config = dict(input_dim=CHANNELS, latent_dim=8, num_activities=NUM_CLASSES, num_domains=2,
-                  hidden_dims=[16, 16], head_hidden=16, decoder_channels=16)
-    config.update(overrides)
-    return TCNVAE(**config)
-
-
-def quiet(trainer):
-    trainer.verbose = False
-    return trainer
+from helpers import CHANNELS, NUM_CLASSES, loaders, oscillation_windows, quiet, small_model
 
 
 def test_alpha_schedule_values():

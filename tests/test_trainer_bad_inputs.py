@@ -5,7 +5,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tcnvae.trainer import NonFiniteDataError, TCNVAETrainer, TrainingDivergedError, TrainingHealthWarning
-from tests.test_trainer import oscillation_windows, quiet, small_model
+from helpers import oscillation_windows, quiet, small_model
 
 
 def loader(data, activity, domain, batch_size=16):

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tcnvae.trainer import PRECISIONS, TCNVAETrainer, resolve_precision
-from test_trainer import loaders, quiet, small_model
+from helpers import loaders, quiet, small_model
 
 
 @pytest.mark.parametrize("requested, device, bf16_supported, expected", [

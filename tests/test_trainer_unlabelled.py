@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from tcnvae.trainer import UNLABELLED, TCNVAETrainer
-from tests.test_trainer import oscillation_windows, quiet, small_model
+from helpers import oscillation_windows, quiet, small_model
 
 PARTS = {"activity head": "activity_classifier", "domain head": "domain_classifier", "decoder": "decoder"}
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
+import contextlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from tcnvae.checkpoints import load_checkpoint
+from tcnvae.curriculum import CurriculumRunner
+from tcnvae.final_model import train_final_model
 from tcnvae.tuning import cli
 from tcnvae.data.pipeline import prepare
 from tcnvae.tuning import loop
@@ -29,46 +32,7 @@ from tcnvae.tuning import (
     write_replay,
 )
 
-TINY = {
-    "source_options": {"synthetic": {"num_domains": 2, "subjects_per_domain": 3, "seconds_per_activity": 6.0}},
-    "val_fraction": 0.2,
-    "test_fraction": 0.2,
-    "hidden_dims": [8],
-    "latent_dim": 4,
-    "head_hidden": 8,
-    "decoder_channels": 8,
-    "batch_size": 16,
-    "max_epochs": 2,
-    "checkpoint_interval": 1,  # every epoch: the crash and resume tests count on it
-}
-LOOP_METRICS = {
-    "epoch", "loss/total", "loss/recon", "loss/kl", "loss/activity", "loss/domain", "loss/entropy", "schedule/beta",
-    "schedule/alpha", "schedule/lr", "train/domain_accuracy", "val/loss", "val/accuracy", "val/macro_f1",
-    "val/worst_domain_accuracy", "val/domain_classifier_accuracy", "val/domain/synthetic_a",
-    "val/domain/synthetic_b", "train/unlabelled", "train/nonfinite_input_batches",
-}
-
-
-class Recorder:
-    """A report function that keeps every epoch's metrics and a copy of every checkpoint."""
-
-    def __init__(self, checkpoint_root: Path | None = None):
-        self.metrics: list[dict[str, float]] = []
-        self.checkpoints: list[Path] = []
-        self.checkpoint_root = checkpoint_root
-
-    def __call__(self, metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
-        self.metrics.append(metrics)
-        if self.checkpoint_root is not None and checkpoint_dir is not None:
-            kept = self.checkpoint_root / f"epoch_{int(metrics['epoch'])}"
-            shutil.copytree(checkpoint_dir, kept)
-            self.checkpoints.append(kept)
-
-
-def run(config: dict, **options) -> Recorder:
-    recorder = Recorder(options.pop("checkpoint_root", None))
-    run_trial({**TINY, **config}, recorder, **options)
-    return recorder
+from helpers import LOOP_METRICS, TINY_TRIAL as TINY, Recorder, arrays_file, run, tune_run
 
 
 # -- validation, before anything starts --------------------------------------------------------------
@@ -170,6 +134,30 @@ def test_a_trial_object_run_epoch_by_epoch_is_run_trial(tmp_path):
             trial.restore(straight.checkpoints[0])
 
 
+def test_the_final_model_gives_its_curriculum_the_training_metrics_a_trial_does(monkeypatch):
+    """One loop: on the same data and seed, the final model trains as the trial did, and its curriculum
+    sees the trial's training metrics (every term of the objective, entropy included), number for number."""
+    seen: dict[str, list[dict[str, float]]] = {"trial": [], "final": []}
+    after_epoch = CurriculumRunner.after_epoch
+
+    def recorded_by(run_name: str):
+        def record(runner: CurriculumRunner, metrics: dict[str, float]) -> None:
+            seen[run_name].append(dict(metrics))
+            after_epoch(runner, metrics)
+        return record
+
+    config = validate_config({**TINY, "lambda_ent": 0.3, "curriculum": "objective_ramp"})
+    monkeypatch.setattr(CurriculumRunner, "after_epoch", recorded_by("trial"))
+    run_trial(config, Recorder())
+    monkeypatch.setattr(CurriculumRunner, "after_epoch", recorded_by("final"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        train_final_model(config, trial_data(config), config["max_epochs"], members=1)
+    assert len(seen["final"]) == config["max_epochs"]
+    assert seen["final"] == [{key: value for key, value in metrics.items() if not key.startswith("val/")}
+                             for metrics in seen["trial"]]
+    assert all({"loss/total", "loss/entropy", "loss/kl", "schedule/beta"} <= set(metrics) for metrics in seen["final"])
+
+
 def test_checkpoints_every_interval_and_at_the_last_epoch_and_resuming_from_one_continues_exactly(tmp_path):
     config = {"max_epochs": 5, "checkpoint_interval": 2}
     straight = run(config, checkpoint_root=tmp_path)
@@ -241,18 +229,6 @@ def test_tensorboard_run_has_grouped_tags_hparams_and_confusion_matrix(tmp_path)
 
 # -- through Ray Tune and Ray Train ------------------------------------------------------------------
 
-def tune_run(trainable, config: dict, storage: Path, name: str, max_failures: int = 0):
-    from ray import tune
-
-    tuner = tune.Tuner(
-        trainable, param_space={**TINY, **config},
-        tune_config=tune.TuneConfig(num_samples=1, metric="val/accuracy", mode="max"),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), callbacks=tune_logger_callbacks(),
-                                  failure_config=tune.FailureConfig(max_failures=max_failures), verbose=0),
-    )
-    return tuner.fit()[0]
-
-
 @pytest.mark.ray
 def test_crashed_trial_resumes_from_its_checkpoint(ray_cluster, tmp_path):
     marker = tmp_path / "crashed"
@@ -282,9 +258,7 @@ def test_a_search_prepares_its_data_once_and_retried_trials_read_it_from_the_obj
     a reused process or a retried trial that prepared its data again would fail."""
     from ray import tune
 
-    from test_byo_data import _arrays_file
-
-    path = _arrays_file(tmp_path / "people.npz")
+    path = arrays_file(tmp_path / "people.npz")
     preparations = []
     monkeypatch.setattr(cli, "prepare", lambda wanted: preparations.append(wanted) or prepare(wanted))
     config, data = cli.prepare_data(validate_config({**TINY, "datasets": ["arrays"], "source_options": {},

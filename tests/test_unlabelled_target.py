@@ -14,7 +14,7 @@ from tcnvae.tuning import cli
 from tcnvae.tuning.config import ADAPT_DEFAULTS, validate_config
 from tcnvae.tuning.loop import run_trial
 from tcnvae.tuning.selection import dev_risk, importance_weights
-from tests.test_searches import TINY, read_csv, recipe
+from helpers import TINY_FLAGS as TINY, read_csv, recipe
 
 TINY_TRIAL = {"hidden_dims": [8], "latent_dim": 4, "head_hidden": 8, "decoder_channels": 8, "max_epochs": 1,
               "mixed_precision": "off"}

@@ -14,8 +14,7 @@ from tcnvae.trainer import TCNVAETrainer
 from tcnvae.tuning import CHECKPOINT_FILE
 from tcnvae.tuning.build import build_model, build_trainer
 from tcnvae.tuning.config import data_config, validate_config
-from test_trainer import loaders, small_model
-from test_tuning_trainable import TINY, run
+from helpers import TINY_TRIAL as TINY, loaders, run, small_model
 
 
 def _trainer(weight_average_epochs: float, seed: int = 0) -> TCNVAETrainer:

@@ -20,6 +20,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from tcnvae.settings import Check, number
+
 CONFIG_PREFIX = "beta_"
 """A schedule parameter's flat config key is this prefix and the parameter's name: ``beta_warmup_epochs``."""
 
@@ -60,10 +62,13 @@ def parameters(cls: type[BetaSchedule]) -> dict[str, Any]:
             if name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
-def _positive(name: str, value: float) -> float:
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+def _checked(name: str, value: float, check: Check) -> float:
+    if not check(value):
+        raise ValueError(f"{name} must be {check.expected}, got {value!r}")
     return float(value)
+
+
+_POSITIVE = number(0, low_open=True)
 
 
 BETA_SCHEDULES: dict[str, type[BetaSchedule]] = {}
@@ -167,7 +172,7 @@ class LinearWarmup(BetaSchedule):
     name = "linear"
 
     def __init__(self, warmup_epochs: float = 10.0):
-        self.warmup_epochs = _positive("warmup_epochs", warmup_epochs)
+        self.warmup_epochs = _checked("warmup_epochs", warmup_epochs, _POSITIVE)
 
     def __call__(self, progress: float) -> float:
         return min(1.0, max(0.0, progress / self.warmup_epochs))
@@ -184,10 +189,8 @@ class Cyclical(BetaSchedule):
     name = "cyclical"
 
     def __init__(self, cycle_epochs: float = 10.0, ramp_fraction: float = 0.5):
-        self.cycle_epochs = _positive("cycle_epochs", cycle_epochs)
-        if isinstance(ramp_fraction, bool) or not isinstance(ramp_fraction, (int, float)) or not 0 < ramp_fraction <= 1:
-            raise ValueError(f"ramp_fraction must lie in (0, 1], got {ramp_fraction!r}")
-        self.ramp_fraction = float(ramp_fraction)
+        self.cycle_epochs = _checked("cycle_epochs", cycle_epochs, _POSITIVE)
+        self.ramp_fraction = _checked("ramp_fraction", ramp_fraction, number(0, 1, low_open=True))
 
     def __call__(self, progress: float) -> float:
         position = (max(progress, 0.0) % self.cycle_epochs) / self.cycle_epochs
@@ -205,10 +208,8 @@ class Sigmoid(BetaSchedule):
     name = "sigmoid"
 
     def __init__(self, center_epoch: float = 5.0, steepness: float = 1.0):
-        if isinstance(center_epoch, bool) or not isinstance(center_epoch, (int, float)) or not math.isfinite(center_epoch):
-            raise ValueError(f"center_epoch must be a finite number, got {center_epoch!r}")
-        self.center_epoch = float(center_epoch)
-        self.steepness = _positive("steepness", steepness)
+        self.center_epoch = _checked("center_epoch", center_epoch, number(expected="a finite number"))
+        self.steepness = _checked("steepness", steepness, _POSITIVE)
 
     def __call__(self, progress: float) -> float:
         exponent = -self.steepness * (progress - self.center_epoch)

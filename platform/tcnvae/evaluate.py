@@ -29,8 +29,7 @@ class Ensemble(nn.Module):
     """``forward(windows)``: standardised windows → the members' activity probabilities, averaged.
 
     Members are the same config trained from different seeds: averaging removes much of what one seed's
-    initialisation and batch order decide (on UCI-HAR, single seeds of one config spread over 1.5
-    macro-F1 points; README, "Results").
+    initialisation and batch order decide (one seed's spread: docs/results.md, "Smaller measurements").
     """
 
     def __init__(self, members: Sequence[TCNVAE]):

@@ -6,20 +6,19 @@
 multipliers. Its :meth:`~Objective.window_terms` and :meth:`~Objective.total` are the one loss formula:
 the trainer's batch loss and the self-paced curriculum's per-window difficulty both come from them.
 
-Each setting is declared once, as a field with its :class:`Setting` (meaning, range check, the trial
-config's default, search range), and the flat trial config derives from the declarations: its keys
-and defaults (:meth:`Objective.config_defaults`), its range checks (:meth:`Objective.config_problems`),
-what PBT may mutate, and the loss-weight search ranges (:func:`searched_weights`). Adding a loss weight
-is a field here (and its term in :meth:`Objective.window_terms` when the term is new); adding a β
-schedule is a class in :mod:`tcnvae.beta_schedules`.
+Each setting is declared once, as a field with its :class:`~tcnvae.settings.Setting` (the trial config's
+default, its check, help text), and the flat trial config derives from the declarations: its keys
+and defaults (:meth:`Objective.config_defaults`), its checks (:func:`settings`)
+and what PBT may mutate. Adding a loss weight is a field here (and its term in
+:meth:`Objective.window_terms` when the term is new; a search that should vary it says its range in its
+``SPACE``, in ``searches/``); adding a β schedule is a class in :mod:`tcnvae.beta_schedules`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import Field, dataclass, field, fields, replace
-from numbers import Real
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 import torch
@@ -27,6 +26,7 @@ from torch import nn
 
 from tcnvae import beta_schedules
 from tcnvae.beta_schedules import BetaSchedule, Constant
+from tcnvae.settings import Setting, declared, number
 
 UNLABELLED = -1
 """Activity label of a window without one: it trains reconstruction, KL and the domain head, never
@@ -36,33 +36,15 @@ RECON = "recon"
 """The reconstruction term: the one without a weight of its own, the others are weighed against it."""
 
 
-@dataclass(frozen=True)
-class Setting:
-    """How one setting of the objective appears in a flat trial config."""
-
-    meaning: str
-    tuned: Any  # its default in the trial config (tcnvae.tuning.config): the searches' starting point
-    check: Callable[[Any], bool]
-    expected: str
-    term: str | None = None  # for a loss weight: the loss term it multiplies
-    search: tuple[float, float] | None = None  # for a loss weight: the range a loss-weight search samples
-    log_scale: bool = False  # sample the search range on a log scale (it spans a decade or more)
+def _setting(seed_default: float, setting: Setting) -> Any:
+    """A field of the objective: ``seed_default`` is :class:`Objective`'s own (the original training
+    module's, what ``TCNVAETrainer(model, device, learning_rate)`` trains with); the declaration's
+    default is the trial config's, the searches' starting point."""
+    return field(default=seed_default, metadata={"setting": setting})
 
 
-def _setting(default: float, **declaration: Any) -> Any:
-    return field(default=default, metadata={"setting": Setting(**declaration)})
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _weight(value: Any) -> bool:
-    # A negative weight turns a minimised term into a maximised one and the loss runs off to -∞.
-    return _number(value) and value >= 0
-
-
-_WEIGHT = "a finite number >= 0"
+# A negative weight turns a minimised term into a maximised one and the loss runs off to -∞.
+_WEIGHT = number(0, expected="a finite number >= 0")
 
 
 def adversarial_alpha(batch_idx: int, epoch: int, num_batches: int, ramp_epochs: float = 10.0) -> float:
@@ -98,25 +80,24 @@ class Objective:
     """The loss of a TCN-VAE run. Immutable: change a setting with :func:`dataclasses.replace` (which
     checks it again) or :meth:`configured`. The defaults are the original training module's."""
 
-    beta: float = _setting(1.0, meaning="the KL weight β", tuned=0.1, check=_weight, expected=_WEIGHT,
-                           term="kl", search=(0.1, 1.0))
-    lambda_act: float = _setting(1.0, meaning="the activity-loss weight λ_act", tuned=2.5, check=_weight,
-                                 expected=_WEIGHT, term="activity", search=(1.0, 5.0))
-    lambda_dom: float = _setting(0.1, meaning="the domain-loss weight λ_dom", tuned=0.1, check=_weight,
-                                 expected=_WEIGHT, term="domain", search=(0.01, 0.1), log_scale=True)
+    beta: float = _setting(1.0, Setting(0.1, _WEIGHT, "the KL weight β", term="kl", mutable=True))
+    lambda_act: float = _setting(1.0, Setting(2.5, _WEIGHT, "the activity-loss weight λ_act", term="activity",
+                                              mutable=True))
+    lambda_dom: float = _setting(0.1, Setting(0.1, _WEIGHT, "the domain-loss weight λ_dom", term="domain",
+                                              mutable=True))
     # The shape of β over training (tcnvae.beta_schedules): config keys beta_schedule and beta_<parameter>.
     beta_schedule: BetaSchedule = field(default_factory=Constant)
-    alpha_ramp_epochs: float = _setting(10.0, meaning="epochs until the reversed gradient reaches full strength",
-                                        tuned=10.0, check=lambda v: _number(v) and v > 0,
-                                        expected="a positive number of epochs")
-    label_smoothing: float = _setting(0.0, meaning="the activity targets' label smoothing", tuned=0.1,
-                                      check=lambda v: _number(v) and 0 <= v < 1, expected="a fraction in [0, 1)")
+    alpha_ramp_epochs: float = _setting(10.0, Setting(
+        10.0, number(0, low_open=True, expected="a positive number of epochs"),
+        "epochs until the reversed gradient reaches full strength", mutable=True))
+    label_smoothing: float = _setting(0.0, Setting(0.1, number(0, 1, high_open=True),
+                                                   "the activity targets' label smoothing", mutable=True))
     # Conditional-entropy minimisation (VADA: Shu, Bui, Narui and Ermon, ICLR 2018; Grandvalet and Bengio,
     # 2005): confident activity predictions on unlabelled windows push the activity boundaries into the
-    # target's low-density gaps, which the domain head alone does not. No search range here: it only
-    # means something with unlabelled windows, so the adaptation searches add it (tcnvae.tuning.spaces).
-    lambda_ent: float = _setting(0.0, meaning="the weight λ_ent of the activity head's prediction entropy on "
-                                 "unlabelled windows", tuned=0.0, check=_weight, expected=_WEIGHT, term="entropy")
+    # target's low-density gaps, which the domain head alone does not. It only means something with
+    # unlabelled windows, so only the adaptation searches vary it (searches/loss_weights.py's ADAPTATION_SPACE).
+    lambda_ent: float = _setting(0.0, Setting(0.0, _WEIGHT, "the weight λ_ent of the activity head's prediction "
+                                              "entropy on unlabelled windows", term="entropy", mutable=True))
     # Extra weight of each term on top of β and the λs, set by curricula per epoch (e.g. the adversarial
     # term at 0 while one domain is in the batches); validation leaves them out, so the validation loss
     # stays the configured objective and compares across stages. Not a config key.
@@ -126,7 +107,7 @@ class Objective:
         for name, setting in settings():
             value = getattr(self, name)
             if not setting.check(value):
-                raise ValueError(f"{name} = {value!r}: expected {setting.expected} ({setting.meaning})")
+                raise ValueError(f"{name} = {value!r}: expected {setting.expected} ({setting.help})")
             object.__setattr__(self, name, float(value))
         if not isinstance(self.beta_schedule, BetaSchedule):
             raise ValueError(f"beta_schedule = {self.beta_schedule!r}: expected a tcnvae.beta_schedules.BetaSchedule")
@@ -134,9 +115,9 @@ class Objective:
         if unknown:
             raise ValueError(f"loss_multipliers names unknown loss terms {unknown}; the terms are {', '.join(LOSS_TERMS)}")
         multipliers = {term: self.loss_multipliers.get(term, 1.0) for term in LOSS_TERMS}
-        bad = {term: value for term, value in multipliers.items() if not _weight(value)}
+        bad = {term: value for term, value in multipliers.items() if not _WEIGHT(value)}
         if bad:
-            raise ValueError(f"loss_multipliers {bad}: expected {_WEIGHT} for each term")
+            raise ValueError(f"loss_multipliers {bad}: expected {_WEIGHT.expected} for each term")
         object.__setattr__(self, "loss_multipliers", {term: float(value) for term, value in multipliers.items()})
 
     # -- the flat trial config ---------------------------------------------------------------------
@@ -146,20 +127,13 @@ class Objective:
         (the β schedule's as ``beta_schedule`` and one ``beta_<parameter>`` per registered parameter)."""
         defaults: dict[str, Any] = {}
         for item in fields(Objective):
-            setting = _declared(item)
+            setting = declared(item)
             if item.name == "beta_schedule":
                 defaults["beta_schedule"] = Constant.name
                 defaults.update(beta_schedules.config_defaults())
             elif setting is not None:
-                defaults[item.name] = setting.tuned
+                defaults[item.name] = setting.default
         return defaults
-
-    @staticmethod
-    def config_problems(config: Mapping[str, Any]) -> list[str]:
-        """``key=value: expected ...`` for each of the objective's config keys that is out of range."""
-        problems = [f"{name}={config[name]!r}: expected {setting.expected} ({setting.meaning})"
-                    for name, setting in settings() if not setting.check(config[name])]
-        return problems + beta_schedules.config_problems(config)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], loss_multipliers: Mapping[str, float] | None = None) -> Objective:
@@ -239,18 +213,9 @@ class Objective:
         return sum(multipliers.get(term, 1.0) * weights[term] * value for term, value in terms.items())
 
 
-def _declared(item: Field) -> Setting | None:
-    return item.metadata.get("setting")
-
-
 def settings() -> list[tuple[str, Setting]]:
     """The objective's declared numeric settings, ``(name, Setting)`` in declaration order."""
-    return [(item.name, _declared(item)) for item in fields(Objective) if _declared(item) is not None]
-
-
-def searched_weights() -> dict[str, Setting]:
-    """The loss weights with a search range, by config key."""
-    return {name: setting for name, setting in settings() if setting.search is not None}
+    return [(item.name, declared(item)) for item in fields(Objective) if declared(item) is not None]
 
 
 LOSS_TERMS: tuple[str, ...] = (RECON, *(setting.term for _, setting in settings() if setting.term))

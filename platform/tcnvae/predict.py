@@ -12,11 +12,14 @@ windows of the model's length and hop, the model's training standardisation), an
 row: recording, window, start and end time in seconds, the predicted activity and its probability,
 then the next ``top_k - 1`` activities and theirs. Without ``--output`` the CSV goes to stdout.
 
-Checked first, each with the fix in its message: channels the model needs and the input lacks,
-acceleration that looks like m/s² (the model wants g), angular velocity that looks like deg/s (the
-model wants rad/s), a ``--sample-rate`` the CSV's time column contradicts, a recording shorter than a
-window. A rate below the model's is resampled up with a warning (the model never saw what the
-recording lacks). The same from Python::
+Checked first, each with the fix in its message: that the model card and the weights belong together
+(:func:`tcnvae.final_model.load_model_folder`), an ``--output`` that is a folder or cannot be written,
+channels the model needs and the input lacks, acceleration that looks like m/s² (the model wants g),
+angular velocity that looks like deg/s (the model wants rad/s), a CSV that is empty, has no rows, is
+not UTF-8 or not comma-separated, a time column that falls or repeats, is not in seconds (milliseconds,
+say) or has gaps (the rows are read as evenly sampled), a ``--sample-rate`` the time column
+contradicts, a recording shorter than a window. A rate below the model's is resampled up with a
+warning (the model never saw what the recording lacks). The same from Python::
 
     from tcnvae.predict import Predictor
     predictions = Predictor.load("results/<experiment>/final").predict("recording.npz")
@@ -37,27 +40,31 @@ from typing import Any
 
 import numpy as np
 
-from tcnvae.checkpoints import atomic_write
+from tcnvae.checkpoints import atomic_write, check_writable_folder
+from tcnvae.data.checks import check_sample_rate, check_units
 from tcnvae.data.harmonise import channel_set_names, resample, select_channels, window_starts, window_windowset
 from tcnvae.data.normalise import Standardiser
-from tcnvae.data.recordings import ACC, BODY_ACC, GYRO, STANDARD_GRAVITY, Recording
+from tcnvae.data.recordings import ACC, BODY_ACC, GYRO, Recording
 from tcnvae.data.sources import load_source
 from tcnvae.data.sources.parsing import read_npz
 from tcnvae.data.taxonomy import ACTIVITIES
 from tcnvae.data.windows import WindowSet
 from tcnvae.evaluate import Ensemble, InferenceModel, activity_probabilities
-from tcnvae.final_model import WEIGHTS_FILE, load_weights, read_card
+from tcnvae.final_model import ModelCardWarning, load_model_folder
 from tcnvae.model import TCNVAE
 
 TIME_COLUMNS = ("time", "time_s", "timestamp")
 """CSV columns read as sample times in seconds (the first one present)."""
 RATE_TOLERANCE = 0.02
 """Relative disagreement allowed between --sample-rate and the rate of a CSV's time column."""
-ACC_MS2_MEDIAN = (4.0, 20.0)
-"""Median |total acceleration| in this range means m/s² (in g it is about 1: gravity)."""
-BODY_ACC_MS2_P99 = 8.0
-GYRO_DEGREES_P99 = 20.0
-"""99th percentile |angular velocity| above this many rad/s (over 1100 deg/s) means deg/s."""
+LOWEST_RATE = 2.0
+"""Hz. A time column stepping slower is not in seconds: activity sensors sample at tens of Hz, and
+milliseconds read as seconds make even a 1 kHz recording step at 1 Hz."""
+TIME_UNITS = (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
+"""Units a time column that is not in seconds may be in, tried in this order (per second)."""
+GAP_STEPS = 10
+"""A time-column step longer than this many typical steps is a gap (samples lost or a pause in
+recording); smaller irregularities are a phone's ordinary jitter."""
 
 
 class PredictWarning(UserWarning):
@@ -86,6 +93,8 @@ class Predictions:
 def read_recording(path: str | Path, sample_rate: float | None = None) -> list[Recording] | WindowSet:
     """A ``.npz`` (arrays format) or ``.csv`` recording as the arrays source returns it, labels ignored."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"input {path} is a folder; give a recording file (.npz or .csv)")
     if not path.is_file():
         raise FileNotFoundError(f"input {path} does not exist")
     if path.suffix == ".npz":
@@ -112,24 +121,14 @@ def _read_npz(path: Path, sample_rate: float | None) -> list[Recording] | Window
 
 
 def _read_csv(path: Path, sample_rate: float | None) -> list[Recording]:
-    with open(path, newline="") as stream:
-        header = [name.strip() for name in next(csv.reader(stream), [])]
-    try:
-        values = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
-    except ValueError as error:
-        raise ValueError(f"{path}: every row after the header must be numbers: {error}") from None
-    if values.shape[1] != len(header):
-        raise ValueError(f"{path}: the header names {len(header)} columns, the rows have {values.shape[1]}")
+    header, values = _read_table(path)
     channels = [name for name in header if name in ACC + BODY_ACC + GYRO]
     if not channels:
         raise ValueError(f"{path}: no channel columns in the header {header}; name them "
                          f"{', '.join(ACC + GYRO)} (acc in g, gyro in rad/s), or {', '.join(BODY_ACC)}")
     time_column = next((name for name in TIME_COLUMNS if name in header), None)
     if time_column is not None:
-        steps = np.diff(values[:, header.index(time_column)])
-        if len(steps) == 0 or not np.median(steps) > 0:
-            raise ValueError(f"{path}: column {time_column!r} must rise (sample times in seconds)")
-        measured = round(float(1 / np.median(steps)), 6)  # 1/0.02 is 49.99999999 in floating point
+        measured = _time_column_rate(values[:, header.index(time_column)], time_column, path)
         if sample_rate is None:
             sample_rate = measured
         elif abs(measured - sample_rate) > RATE_TOLERANCE * sample_rate:
@@ -143,23 +142,62 @@ def _read_csv(path: Path, sample_rate: float | None) -> list[Recording]:
                        subjects="unknown")
 
 
-def check_units(channel_names: Sequence[str], signal: np.ndarray, where: str) -> None:
-    """Refuse acceleration in m/s² and angular velocity in deg/s, naming the conversion."""
-    column = {name: signal[..., i].reshape(-1) for i, name in enumerate(channel_names)}
-    if all(name in column for name in ACC):
-        median = float(np.median(np.sqrt(sum(column[name] ** 2 for name in ACC))))
-        if ACC_MS2_MEDIAN[0] < median < ACC_MS2_MEDIAN[1]:
-            raise ValueError(f"{where}: acc_x/y/z look like m/s² (median magnitude {median:.2f}, gravity is 9.81 m/s²); "
-                             f"the model expects g: divide them by {STANDARD_GRAVITY}")
-    for names, limit, wrong, fix in (
-            (BODY_ACC, BODY_ACC_MS2_P99, "m/s², not g", f"divide them by {STANDARD_GRAVITY}"),
-            (GYRO, GYRO_DEGREES_P99, "deg/s, not rad/s", f"multiply them by pi/180 = {np.pi / 180:.6f}")):
-        present = [name for name in names if name in column]
-        if not present:
-            continue
-        p99 = float(np.percentile(np.abs(np.concatenate([column[name] for name in present])), 99))
-        if p99 > limit:
-            raise ValueError(f"{where}: {', '.join(present)} reach {p99:.1f} (99th percentile), which is {wrong}; {fix}")
+def _read_table(path: Path) -> tuple[list[str], np.ndarray]:
+    """The header and the rows of numbers of a comma-separated UTF-8 file; anything else is refused,
+    saying what the file is instead."""
+    try:
+        # utf-8-sig: the byte-order mark a spreadsheet may write is no part of the first column's name.
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = error.object.count(b"\n", 0, error.start) + 1
+        raise ValueError(f"{path} is not UTF-8 text (byte 0x{error.object[error.start]:02x} on line {line}); "
+                         "save it as UTF-8 (or plain ASCII) comma-separated values") from None
+    lines = text.splitlines()
+    if not text.strip():
+        raise ValueError(f"{path} is empty: give a header naming the channels, then one row of numbers per sample")
+    header = [name.strip() for name in next(csv.reader(lines[:1]), [])]
+    for separator, called in ((";", "semicolons"), ("\t", "tabs")):
+        if len(header) == 1 and separator in lines[0]:
+            raise ValueError(f"{path} is separated by {called}, not commas (its header reads {lines[0][:80]!r}); "
+                             "save it as comma-separated values, with '.' as the decimal point")
+    if not any(line.strip() for line in lines[1:]):
+        raise ValueError(f"{path} has a header ({', '.join(header)}) but no rows: give one row of numbers per sample")
+    try:
+        values = np.loadtxt(io.StringIO(text), delimiter=",", skiprows=1, ndmin=2, dtype=np.float64)
+    except ValueError as error:
+        raise ValueError(f"{path}: every row after the header must be numbers: {error}") from None
+    if values.shape[1] != len(header):
+        raise ValueError(f"{path}: the header names {len(header)} columns, the rows have {values.shape[1]}")
+    return header, values
+
+
+def _time_column_rate(times: np.ndarray, column: str, path: Path) -> float:
+    """The sample rate a CSV's time column steps at; refused: times that do not rise, times not in
+    seconds, gaps. Rows are named by their line in the file (the header is line 1)."""
+    steps = np.diff(times)
+    falling = np.flatnonzero(~(steps > 0))  # NaN included
+    if len(steps) == 0 or len(falling):
+        places = ", ".join(f"line {i + 3} ({times[i + 1]:g} after {times[i]:g})" for i in falling[:3])
+        more = ", ..." if len(falling) > 3 else ""
+        raise ValueError(f"{path}: column {column!r} must rise (sample times in seconds)"
+                         + (f", but falls or repeats at {len(falling)} rows: {places}{more}; sort the rows by time "
+                            "and drop repeated ones" if len(falling) else ""))
+    typical = float(np.median(steps))
+    rate = 1 / typical
+    if rate < LOWEST_RATE:
+        unit = next(((name, factor) for name, factor in TIME_UNITS if rate * factor >= LOWEST_RATE), None)
+        guess = (f"it looks like {unit[0]}: divide the column by {unit[1]:g}" if unit else
+                 "it is no time in seconds")
+        raise ValueError(f"{path}: column {column!r} steps by {typical:g} (median), {rate:.3g} Hz if seconds, "
+                         f"slower than any activity sensor; {guess}, or drop it and give --sample-rate HZ")
+    gaps = np.flatnonzero(steps > GAP_STEPS * typical)
+    if len(gaps):
+        places = ", ".join(f"{steps[i]:.3g} s before line {i + 3} ({times[i]:g} to {times[i + 1]:g})" for i in gaps[:3])
+        raise ValueError(f"{path}: column {column!r} has {len(gaps)} gaps of over {GAP_STEPS} samples: {places}"
+                         f"{', ...' if len(gaps) > 3 else ''}. The rows are read as one evenly sampled recording, so "
+                         "windows would join moments apart and every later time would be wrong: split the file at "
+                         "the gaps, one file per unbroken stretch")
+    return round(rate, 6)  # 1/0.02 is 49.99999999 in floating point
 
 
 class Predictor:
@@ -176,8 +214,9 @@ class Predictor:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Predictor:
-        card = read_card(model_dir)
-        return cls(card, load_weights(Path(model_dir) / WEIGHTS_FILE))
+        """A model folder's card and weights, refused unless they belong together (see
+        :func:`tcnvae.final_model.load_model_folder`)."""
+        return cls(*load_model_folder(model_dir))
 
     def predict(self, recording: str | Path | Recording | Sequence[Recording] | WindowSet, *,
                 sample_rate: float | None = None, top_k: int = 3, unit_check: bool = True) -> Predictions:
@@ -220,6 +259,7 @@ class Predictor:
             raise ValueError(f"{where} lacks channels {missing} that the model reads ({', '.join(self.channels)}); "
                              f"it has {list(channel_names)}. Name the columns as these channels, or train a model "
                              "on the channels you have (--set channel_set=acc, or a list of channel names)")
+        check_sample_rate(rate, where, self.sample_rate)
         if rate < self.sample_rate:
             warnings.warn(f"{where} is sampled at {rate:g} Hz and is resampled up to the model's {self.sample_rate:g} Hz; "
                           f"it holds nothing above {rate / 2:g} Hz, which the model was trained to see",
@@ -257,6 +297,16 @@ class Predictor:
         return harmonised.signals, places
 
 
+def check_output_file(path: str | Path) -> Path:
+    """``path`` if predictions can be written there; refused before the model runs: a folder, or a
+    place this process cannot write to."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"--output {path} is a folder; give the CSV file to write, e.g. {path / 'predicted.csv'}")
+    check_writable_folder(path.parent, "--output's folder")
+    return path
+
+
 def main(argv: list[str] | None = None) -> Predictions:
     parser = argparse.ArgumentParser(prog="python -m tcnvae.predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,7 +319,13 @@ def main(argv: list[str] | None = None) -> Predictions:
                         help="skip the m/s² and deg/s checks (your units are right but your ranges unusual)")
     args = parser.parse_args(argv)
     try:
-        predictor = Predictor.load(args.model_dir)
+        if args.output is not None:
+            check_output_file(args.output)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ModelCardWarning)
+            predictor = Predictor.load(args.model_dir)
+        for warning in caught:
+            print(f"warning: {warning.message}", file=sys.stderr)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PredictWarning)  # printed below, once each
             predictions = predictor.predict(args.input, sample_rate=args.sample_rate, top_k=args.top_k,

@@ -1,5 +1,11 @@
 """The TCN-VAE training loop: ``total = vae + λ_act·activity + λ_dom·domain``.
 
+One loop trains every model of the project: :meth:`TCNVAETrainer.train_epoch` runs each batch through
+forward → objective (:class:`~tcnvae.objective.Objective`, the one loss formula) → backward → clip →
+step, and :meth:`TCNVAETrainer.train_epochs` runs epochs of it with ``before_epoch``/``after_epoch``
+hooks, where Tune trials (:mod:`tcnvae.tuning.loop`), the final model, pretraining, :meth:`fit` and
+the benchmarks attach curricula, validation, reports and checkpoints.
+
 The public API is the original training module's (``TCNVAETrainer(model, device, learning_rate)``,
 ``train_epoch``, ``validate``, ``vae_loss``, the ``beta``/``lambda_act``/``lambda_dom``/``optimizer``/
 ``scheduler`` attributes, ``OvernightTrainer``), so scripts written against it keep working. A
@@ -105,15 +111,17 @@ def _objective_setting(name: str) -> property:
 
 
 class _EpochTally:
-    """Running sums over one training epoch's steps, for ``last_train_metrics``."""
+    """Running sums over one training epoch: its steps and the batches it skipped, for ``last_train_metrics``."""
 
     AVERAGED = ("total", "vae", *(term for term in LOSS_TERMS if term != "activity"))
     """Averaged per step; the activity loss is averaged per labelled window instead."""
 
-    def __init__(self) -> None:
+    def __init__(self, lr: float) -> None:
+        self.lr = lr  # the rate the epoch started at
         self.sums = dict.fromkeys((*self.AVERAGED, "beta", "alpha"), 0.0)
         self.activity_sum = 0.0
         self.steps = self.labelled = self.unlabelled = self.domain_correct = self.domain_seen = 0
+        self.skipped = dict.fromkeys(("nonfinite", "overflow", "bad_input"), 0)
 
     def add(self, terms: Mapping[str, torch.Tensor], activity_labels: torch.Tensor, domain_labels: torch.Tensor,
             domain_logits: torch.Tensor, beta: float, alpha: float) -> None:
@@ -138,6 +146,10 @@ class _EpochTally:
             "labelled": self.labelled,
             "unlabelled": self.unlabelled,
             "steps": self.steps,
+            "lr": self.lr,
+            "skipped_steps": self.skipped["nonfinite"],
+            "nonfinite_input_batches": self.skipped["bad_input"],
+            "overflow_steps": self.skipped["overflow"],
         }
 
 
@@ -298,19 +310,24 @@ class TCNVAETrainer:
         terms = {"recon": reconstruction(recon_x, x).mean(), "kl": kl_divergence(mu, logvar).mean()}
         return self.objective.total(terms, self.applied_beta), terms["recon"], terms["kl"]
 
-    def _losses(self, module: nn.Module, data: torch.Tensor, target: torch.Tensor, activity_labels: torch.Tensor,
-                domain_labels: torch.Tensor, alpha: float, multipliers: Mapping[str, float] | None = None):
-        """The batch's loss terms (the objective's, plus ``total`` and ``vae``) and the heads' logits."""
+    def _forward(self, module: nn.Module, data: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """``(recon, mu, logvar, activity_logits, domain_logits)`` of ``module`` at the current α, run in
+        the trainer's precision and returned in fp32: exp(logvar) and the loss sums overflow in fp16."""
         with self._autocast():
-            outputs = module(data, alpha)
-        # The losses in fp32 whatever the forward ran in: exp(logvar) and the sums overflow in fp16.
-        outputs = tuple(output.float() for output in outputs)
+            outputs = module(data, self.alpha)
+        return tuple(output.float() for output in outputs)
+
+    def _batch_loss(self, outputs: tuple[torch.Tensor, ...], target: torch.Tensor, activity_labels: torch.Tensor,
+                    domain_labels: torch.Tensor,
+                    multipliers: Mapping[str, float] | None = None) -> dict[str, torch.Tensor]:
+        """The objective's terms of one batch, ``total`` (what is minimised: each term weighed, and
+        multiplied by ``multipliers``) and ``vae`` (recon + β·KL), at the applied β."""
         objective = self.objective
         terms = objective.batch_terms(objective.window_terms(outputs, target, activity_labels, domain_labels),
                                       activity_labels, domain_labels)
         total = objective.total(terms, self.applied_beta, multipliers)
         vae = objective.total({"recon": terms["recon"], "kl": terms["kl"]}, self.applied_beta)
-        return {"total": total, "vae": vae, **terms}, outputs[3], outputs[4]
+        return {"total": total, "vae": vae, **terms}
 
     def _check_batch(self, batch: Iterable[torch.Tensor], batch_idx: int, split: str):
         """``(data, activity, domain)`` after checking what torch would report obscurely or not at all:
@@ -349,14 +366,73 @@ class TCNVAETrainer:
                 activity_labels.to(self.device, non_blocking=True).long(),
                 domain_labels.to(self.device, non_blocking=True).long())
 
-    # -- one epoch -----------------------------------------------------------------------------------
+    # -- the training loop: every run of the project trains through train_epoch ------------------------
     def train_epoch(self, train_loader: Iterable, epoch: int) -> float:
         """Train one epoch; returns the average total loss over the steps taken.
 
-        The component losses, applied β, α, learning rate, the domain head's accuracy, the numbers of
-        labelled and unlabelled windows trained on and of batches skipped land in ``last_train_metrics``.
-        The activity loss there is averaged over labelled windows (NaN when there were none).
+        Each batch: forward → objective → backward → clip → step. The component losses, applied β, α,
+        learning rate, the domain head's accuracy, the numbers of labelled and unlabelled windows
+        trained on and of batches skipped land in ``last_train_metrics``. The activity loss there is
+        averaged over labelled windows (NaN when there were none).
         """
+        num_batches = self._open_epoch(train_loader, epoch)
+        tally = _EpochTally(lr=self.learning_rate)
+        for batch_idx, batch in enumerate(train_loader):
+            data, activity_labels, domain_labels = self._check_batch(batch, batch_idx, f"epoch {epoch}, training")
+            if self._skip_nonfinite_input(data, epoch, batch_idx):
+                tally.skipped["bad_input"] += 1
+                continue
+            data, activity_labels, domain_labels = self._batch_to_device((data, activity_labels, domain_labels))
+
+            # forward → objective: α and β move every step; the clean window is the reconstruction target
+            self.alpha = self.objective.alpha_at(batch_idx, epoch, num_batches)
+            self.applied_beta = self.objective.beta_at(epoch + batch_idx / num_batches)
+            noisy = data + self.input_noise * torch.randn_like(data) if self.input_noise > 0 else data
+            outputs = self._forward(self.forward_module, noisy)
+            terms = self._batch_loss(outputs, data, activity_labels, domain_labels, self.objective.loss_multipliers)
+            loss = terms["total"]
+
+            # backward → clip → step; a non-finite loss or gradient skips the step and lowers the rate
+            self._optimizer.zero_grad(set_to_none=True)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                if self.scaler is None:
+                    loss.backward()
+                else:  # fp16: backward on the scaled loss, then unscaled so that clipping sees true gradients
+                    self.scaler.scale(loss).backward()
+                    self.scaler.unscale_(self._optimizer)
+                if self.grad_clip is not None:
+                    norm = nn.utils.clip_grad_norm_(self._model.parameters(), self.grad_clip)
+                    # With fp16 an infinite norm is a scale too high for this step, not divergence:
+                    # the scaler skips the step and lowers the scale itself.
+                    finite = self.scaler is not None or bool(torch.isfinite(norm))
+            if not finite:
+                self._back_off(epoch, batch_idx, loss)
+                tally.skipped["nonfinite"] += 1
+                continue
+            self._nonfinite_streak = 0
+            if self.scaler is None:
+                self._optimizer.step()
+            else:
+                scale = self.scaler.get_scale()
+                self.scaler.step(self._optimizer)
+                self.scaler.update()
+                if self.scaler.get_scale() < scale:  # the scaler skipped the step: gradients overflowed at this scale
+                    tally.skipped["overflow"] += 1
+                    continue
+
+            if self.weight_average is not None:
+                self.weight_average.update(self._model)
+            tally.add(terms, activity_labels, domain_labels, outputs[4], self.applied_beta, self.alpha)
+            if (batch_idx + 1) % self.log_interval == 0:
+                self._say(f"Epoch: {epoch}, Batch: {batch_idx + 1}, VAE Loss: {terms['vae'].item():.4f}, "
+                          f"Activity Loss: {terms['activity'].item():.4f}, "
+                          f"Domain Loss: {terms['domain'].item():.4f}")
+        return self._close_epoch(tally, epoch)
+
+    def _open_epoch(self, train_loader: Iterable, epoch: int) -> int:
+        """Ready epoch ``epoch``: the loader's order, the weight average, training mode; returns the
+        number of batches."""
         self._check_scheduler()
         if hasattr(train_loader, "set_epoch"):  # seeded per-epoch order: resumes replay the same batches
             train_loader.set_epoch(epoch)
@@ -366,32 +442,12 @@ class TCNVAETrainer:
         if self.weight_average is not None:
             self.weight_average.start_epoch(self._model, num_batches)
         self.forward_module.train()
-        tally = _EpochTally()
-        skipped = dict.fromkeys(("nonfinite", "overflow", "bad_input"), 0)
-        lr_used = self.learning_rate
-        for batch_idx, batch in enumerate(train_loader):
-            data, activity_labels, domain_labels = self._check_batch(batch, batch_idx, f"epoch {epoch}, training")
-            if self._skip_nonfinite_input(data, epoch, batch_idx):
-                skipped["bad_input"] += 1
-                continue
-            data, activity_labels, domain_labels = self._batch_to_device((data, activity_labels, domain_labels))
-            self.alpha = self.objective.alpha_at(batch_idx, epoch, num_batches)
-            self.applied_beta = self.objective.beta_at(epoch + batch_idx / num_batches)
-            noisy = data + self.input_noise * torch.randn_like(data) if self.input_noise > 0 else data
-            terms, _, domain_logits = self._losses(self.forward_module, noisy, data, activity_labels, domain_labels,
-                                                   self.alpha, self.objective.loss_multipliers)
-            outcome = self._optimise(terms["total"], epoch, batch_idx)
-            if outcome != "step":
-                skipped[outcome] += 1
-                continue
-            if self.weight_average is not None:
-                self.weight_average.update(self._model)
-            tally.add(terms, activity_labels, domain_labels, domain_logits, self.applied_beta, self.alpha)
-            if (batch_idx + 1) % self.log_interval == 0:
-                self._say(f"Epoch: {epoch}, Batch: {batch_idx + 1}, VAE Loss: {terms['vae'].item():.4f}, "
-                          f"Activity Loss: {terms['activity'].item():.4f}, "
-                          f"Domain Loss: {terms['domain'].item():.4f}")
+        return num_batches
 
+    def _close_epoch(self, tally: _EpochTally, epoch: int) -> float:
+        """End epoch ``epoch``: refuse one that took no step, step the scheduler, leave the averaged
+        weights in the model, keep the metrics; returns the average total loss."""
+        skipped = tally.skipped
         if tally.steps == 0 and (skipped["nonfinite"] or skipped["bad_input"]):
             error = TrainingDivergedError if skipped["nonfinite"] else NonFiniteDataError
             raise error(f"epoch {epoch}: all {skipped['nonfinite'] + skipped['bad_input']} batches were skipped "
@@ -402,33 +458,12 @@ class TCNVAETrainer:
             self._scheduler.step()
         if self.weight_average is not None:
             self.weight_average.end_epoch(self._model)
-        self.last_train_metrics = {**tally.metrics(), "lr": lr_used, "skipped_steps": skipped["nonfinite"],
-                                   "nonfinite_input_batches": skipped["bad_input"],
-                                   "overflow_steps": skipped["overflow"]}
+        self.last_train_metrics = tally.metrics()
         if tally.steps and self.last_train_metrics["kl"] < 0.01:
             self._warn(f"KL collapse at epoch {epoch}: KL divergence {self.last_train_metrics['kl']:.4f} < 0.01 per "
                        "sample; the latent carries almost no information. Increase beta gradually "
                        "(a beta schedule) or check the latent dimension size.")
         return self.last_train_metrics["total"]
-
-    def _optimise(self, loss: torch.Tensor, epoch: int, batch_idx: int) -> str:
-        """Backward, clip and step on ``loss``: "step" when the weights moved, "nonfinite" when the loss
-        or the gradients were not finite (skipped; the learning rate backs off), "overflow" when the
-        fp16 scaler skipped the step (gradients overflowed at this scale)."""
-        self._optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            self._backward(loss)
-            if self.grad_clip is not None:
-                norm = nn.utils.clip_grad_norm_(self._model.parameters(), self.grad_clip)
-                # With fp16 an infinite norm is a scale too high for this step, not divergence:
-                # the scaler skips the step and lowers the scale itself.
-                finite = self.scaler is not None or bool(torch.isfinite(norm))
-        if not finite:
-            self._on_nonfinite(epoch, batch_idx, loss)
-            return "nonfinite"
-        self._nonfinite_streak = 0
-        return "step" if self._step() else "overflow"
 
     def _skip_nonfinite_input(self, data: torch.Tensor, epoch: int, batch_idx: int) -> bool:
         """True when the batch has NaN/inf inputs and is skipped. Bad inputs are a data problem, not
@@ -449,25 +484,9 @@ class TCNVAETrainer:
         self._say(f"Skipped {problem}: a data problem, not divergence (the learning rate stays)")
         return True
 
-    def _backward(self, loss: torch.Tensor) -> None:
-        """Backward pass; with fp16 through the scaler, then unscaled so clipping sees true gradients."""
-        if self.scaler is None:
-            loss.backward()
-            return
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self._optimizer)
-
-    def _step(self) -> bool:
-        """Optimizer step; False when the fp16 scaler skipped it (gradients overflowed at this scale)."""
-        if self.scaler is None:
-            self._optimizer.step()
-            return True
-        scale = self.scaler.get_scale()
-        self.scaler.step(self._optimizer)
-        self.scaler.update()
-        return self.scaler.get_scale() >= scale  # the scale drops exactly when the step was skipped
-
-    def _on_nonfinite(self, epoch: int, batch_idx: int, loss: torch.Tensor) -> None:
+    def _back_off(self, epoch: int, batch_idx: int, loss: torch.Tensor) -> None:
+        """After a non-finite loss or gradient on finite inputs: lower the learning rate, and give up
+        after ``max_consecutive_nonfinite`` such steps in a row."""
         self._nonfinite_streak += 1
         learning_rates.rescale(self._optimizer, self._scheduler,
                                [self.nonfinite_lr_factor] * len(self._optimizer.param_groups))
@@ -531,12 +550,11 @@ class TCNVAETrainer:
                     f"infinite values (first at position {int(torch.nonzero(bad_windows)[0, 0])} in the batch); "
                     "no loss or accuracy can be computed on them: clean or drop those windows")
             data, activity_labels, domain_labels = self._batch_to_device((data, activity_labels, domain_labels))
-            terms, activity_logits, domain_logits = self._losses(self._model, data, data, activity_labels,
-                                                                 domain_labels, self.alpha)
-            total_loss += terms["total"].item()
+            outputs = self._forward(self._model, data)
+            total_loss += self._batch_loss(outputs, data, activity_labels, domain_labels)["total"].item()
             batches += 1
-            for values, tensor in zip(predictions, (activity_logits.argmax(1), activity_labels,
-                                                    domain_logits.argmax(1), domain_labels)):
+            for values, tensor in zip(predictions, (outputs[3].argmax(1), activity_labels,
+                                                    outputs[4].argmax(1), domain_labels)):
                 values.append(tensor.cpu())
         return total_loss, batches, predictions
 
@@ -556,17 +574,30 @@ class TCNVAETrainer:
         return metrics["loss"], accuracy
 
     # -- full runs -----------------------------------------------------------------------------------
-    def fit(self, train_loader: Iterable, val_loader: Iterable, epochs: int,
-            on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-        """Train from ``self.epoch`` up to ``epochs``; saves the best model on validation accuracy
-        (to ``best_model_path`` when set) and stops early after ``patience`` epochs without improvement.
-        """
-        if not isinstance(epochs, int) or epochs < 1:
+    def train_epochs(self, train_loader: Iterable, epochs: int, *, before_epoch: Callable[[int], Any] | None = None,
+                     after_epoch: Callable[[], bool | None] | None = None) -> None:
+        """The loop over epochs that every run goes through, from ``self.epoch`` up to ``epochs``:
+        ``before_epoch(epoch)`` (a curriculum's stage, replayed hyperparameters), :meth:`train_epoch`,
+        the epoch counted done (``self.epoch`` advances here and nowhere else), then ``after_epoch()``
+        (validation, reports, checkpoints, TensorBoard), which ends the run early by returning True."""
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
         for epoch in range(self.epoch, epochs):
-            train_loss = self.train_epoch(train_loader, epoch)
-            val_loss, val_accuracy = self.validate(val_loader)
+            if before_epoch is not None:
+                before_epoch(epoch)
+            self.train_epoch(train_loader, epoch)
             self.epoch = epoch + 1
+            if after_epoch is not None and after_epoch():
+                return
+
+    def fit(self, train_loader: Iterable, val_loader: Iterable, epochs: int,
+            on_epoch_end: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+        """Train from ``self.epoch`` up to ``epochs`` (:meth:`train_epochs`), validating after each epoch;
+        saves the best model on validation accuracy (to ``best_model_path`` when set) and stops early
+        after ``patience`` epochs without improvement."""
+
+        def after_epoch() -> bool:
+            val_loss, val_accuracy = self.validate(val_loader)
             improved = self.best_val_accuracy is None or val_accuracy > self.best_val_accuracy
             if improved:
                 self.best_val_accuracy = val_accuracy
@@ -577,15 +608,18 @@ class TCNVAETrainer:
                       "val": {k: v for k, v in self.last_val_metrics.items() if k != "confusion"},
                       "best_val_accuracy": self.best_val_accuracy, "improved": improved}
             self.history.append(record)
-            self._say(f"Epoch {self.epoch}: Train Loss: {train_loss:.4f}, Val Loss: {val_loss:.4f}, "
-                      f"Val Accuracy: {val_accuracy:.4f}")
+            self._say(f"Epoch {self.epoch}: Train Loss: {self.last_train_metrics['total']:.4f}, "
+                      f"Val Loss: {val_loss:.4f}, Val Accuracy: {val_accuracy:.4f}")
             self.end_epoch(record)
             if on_epoch_end is not None:
                 on_epoch_end(record)
             if self.patience is not None and self.epochs_since_best >= self.patience:
                 self._say(f"Early stopping: no improvement in validation accuracy for {self.patience} epochs "
                           f"(best {self.best_val_accuracy:.4f})")
-                break
+                return True
+            return False
+
+        self.train_epochs(train_loader, epochs, after_epoch=after_epoch)
         return self.history
 
     def end_epoch(self, record: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ import torch
 AUTO = "auto"
 AUTO_ROTATION_DEG = 15.0
 """What ``rotation_deg="auto"`` turns on where there are xyz triples: a device worn up to 15° off.
-Measured on HAPT by subject and UCI-HAR official (README "Results", benchmarks/defaults.py)."""
+Measured on HAPT by subject and UCI-HAR official (docs/results.md, "Rotation and weight averaging")."""
 
 
 @dataclass

@@ -44,6 +44,7 @@ GRAVITY_PAD_PERIODS = 3
 # is within 0.01 % of the one asked for, and exact for any two rates given in 0.01 Hz up to 100 Hz.
 MAX_RATE_DENOMINATOR = 10_000
 RESAMPLE_KAISER_BETA = 5.0  # resample_poly's default window
+SHORT_SHOWN = 10  # recordings named in the warning about those shorter than a window
 
 
 def separate_gravity(
@@ -233,12 +234,14 @@ def window_recordings(
     attribute_keys = set.intersection(*(set(r.attributes) for r in recordings))
     pieces: dict[str, list[np.ndarray]] = {"signals": [], "activity": [], "dataset": [], "subject": []}
     pieces.update({f"attr:{k}": [] for k in attribute_keys})
-    dropped_impure = dropped_short = total = 0
-    for recording in recordings:
+    dropped_impure = total = 0
+    short = []
+    for index, recording in enumerate(recordings):
         prepared = resample(select_channels(recording, channel_set), sample_rate)
         starts = window_starts(len(prepared), window, step)
         if len(starts) == 0:
-            dropped_short += 1
+            short.append(f"{recording.dataset} recording {index} ({recording.subject}): {len(prepared)} samples "
+                         f"({len(prepared) / sample_rate:.2f} s)")
             continue
         remap = np.array([names.index(a) for a in prepared.activity_names], dtype=np.int64)
         majority, share = _window_labels(
@@ -260,8 +263,12 @@ def window_recordings(
         "windowed %d recordings of %s: %d windows kept, %d dropped below purity %.2f, "
         "%d recordings shorter than one window (%d samples)",
         len(recordings), ", ".join(datasets), total - dropped_impure, dropped_impure, min_purity,
-        dropped_short, window,
+        len(short), window,
     )
+    if short:
+        logger.warning("%d recordings shorter than one window (%d samples, %g s) dropped: %s", len(short), window,
+                       window / sample_rate, "; ".join(short[:SHORT_SHOWN])
+                       + (f"; and {len(short) - SHORT_SHOWN} more" if len(short) > SHORT_SHOWN else ""))
     if total == dropped_impure:
         raise ValueError(
             f"no windows of {window} samples with purity >= {min_purity} in the recordings of "

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from tcnvae.data.windows import WindowSet
+from tcnvae.settings import Setting, choice, number, problems
 
 if TYPE_CHECKING:
     from tcnvae.data.unlabelled import UnlabelledWindows
@@ -43,6 +44,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SAMPLING_MODES = ("uniform", "class_balanced", "domain_balanced", "target_balanced")
+LOADER_SETTINGS: dict[str, Setting] = {
+    "batch_size": Setting(64, number(1, integer=True), "windows per batch"),
+    "sampling": Setting("uniform", choice(SAMPLING_MODES), "how training batches are drawn, see tcnvae.data.loaders; "
+                        "target_balanced needs unlabelled target windows, as adapt='unlabelled' gives"),
+}
+"""The loader's settings in a trial config and :class:`~tcnvae.data.pipeline.DataConfig`: their one
+declaration, and the loader's defaults."""
 UNLABELLED = -1  # the activity label of a window whose label is not to be used (tcnvae.trainer.UNLABELLED)
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
@@ -67,19 +75,18 @@ class WindowLoader:
         domain: np.ndarray | torch.Tensor,
         *,
         domain_names: list[str] | None = None,
-        batch_size: int = 64,
+        batch_size: int = LOADER_SETTINGS["batch_size"].default,
         shuffle: bool = False,
         drop_last: bool = False,
-        sampling: str = "uniform",
+        sampling: str = LOADER_SETTINGS["sampling"].default,
         seed: int = 0,
         augment: Augment | None = None,
         device: str | torch.device = "cpu",
         pin_memory: bool = False,
     ) -> None:
-        if sampling not in SAMPLING_MODES:
-            raise ValueError(f"unknown sampling {sampling!r}; choose one of {', '.join(SAMPLING_MODES)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        bad = problems(LOADER_SETTINGS, {"batch_size": batch_size, "sampling": sampling})
+        if bad:
+            raise ValueError("; ".join(bad))
         self.device = torch.device(device)
         self.signals = _as_tensor(signals, torch.float32, self.device)
         self.activity = np.asarray(activity.cpu() if isinstance(activity, torch.Tensor) else activity)

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field, fields, replace
+from os import PathLike
 from typing import Any
 
 import numpy as np
 
 from tcnvae.data.augment import Augmentation
+from tcnvae.data.checks import check_activities, check_sources, check_split, people_view
 from tcnvae.data.harmonise import CHANNEL_SETS, channel_set_names, window_recordings, window_windowset
-from tcnvae.data.loaders import SAMPLING_MODES, WindowLoader
+from tcnvae.data.loaders import LOADER_SETTINGS, WindowLoader
 from tcnvae.data.normalise import Standardiser
 from tcnvae.data.recordings import Recording
 from tcnvae.data.sources import available_sources, load_source
@@ -44,6 +46,7 @@ from tcnvae.data.splits import (
 from tcnvae.data.taxonomy import check_name, label_space
 from tcnvae.data.unlabelled import UnlabelledWindows, join, unlabelled_stretches
 from tcnvae.data.windows import WindowSet, concat
+from tcnvae.settings import FLAG, Check, Setting, declared, defaults, number, problems
 
 logger = logging.getLogger(__name__)
 
@@ -51,42 +54,93 @@ SPLIT_FORMS = ("subject", "loso:<subject>", "lodo:<domain>", "unlabelled:<domain
 DEFAULT_WINDOW_SECONDS = 2.56  # without pre-windowed data and without window_seconds
 
 
+_FRACTION = number(0, 1, high_open=True)
+_POSITIVE = number(0, low_open=True)
+_COUNT = number(0, integer=True)
+
+
+def _mapping_of(kind: str, test: Any = lambda _: True) -> Check:
+    return Check(lambda v: isinstance(v, dict) and all(test(item) for item in v.values()), f"a dict of {kind}")
+
+
+AUGMENTATION: dict[str, Setting] = {
+    # On by default: new people hold and move differently. Rotation is off: it helped HAPT by subject and
+    # hurt UCI-HAR official (docs/results.md, "Rotation and weight averaging"); "auto" rotates by 15°
+    # where the channels hold xyz triples.
+    "noise_std": Setting(0.05, None, "Gaussian noise, in units of each channel's training std"),
+    "scale_std": Setting(0.1, None, "spread of a per-window, per-channel gain around 1"),
+    "rotation_deg": Setting(0.0, None, "largest angle of each window's random rotation, or 'auto'"),
+    "time_warp": Setting(0.1, None, "largest relative change of playback speed within a window"),
+}
+"""The training augmentation's settings (trial config keys ``augment_<name>``), checked by
+:class:`~tcnvae.data.augment.Augmentation`."""
+
+
 @dataclass
 class DataConfig:
-    """Everything that decides which windows a run trains and is evaluated on."""
+    """Everything that decides which windows a run trains and is evaluated on. Each field is declared
+    once, with its default, check and help (:func:`~tcnvae.settings.declared`); the trial config's data
+    keys are these (tcnvae.tuning.config)."""
 
-    datasets: list[str] = field(default_factory=lambda: ["synthetic"])
-    paths: dict[str, str] = field(default_factory=dict)  # dataset -> file or folder
-    source_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # dataset -> load() options
-    cache_dir: str | None = None
-    download: bool = False
-    channel_set: str | list[str] = "acc_gyro"
-    sample_rate: float = 50.0
-    window_seconds: float | None = None  # None: pre-windowed data's own duration, else DEFAULT_WINDOW_SECONDS
-    crop_windows: bool = False  # centre-crop pre-windowed data longer than window_seconds (else an error)
-    step_seconds: float = 1.28
-    min_purity: float = 0.8
-    domain_by: str = "dataset"
-    split: str = "subject"  # one of SPLIT_FORMS
-    target_test_fraction: float = 0.5  # split="unlabelled:<domain>": share of the target's subjects tested on
-    transductive: bool = False  # split="unlabelled:<domain>": every target window is unlabelled and test data
-    subject_groups: dict[str, list[str]] = field(default_factory=dict)  # group -> subjects; see with_subject_groups
-    unlabelled_stretches: bool = False  # recordings' unlabelled stretches of training-side people join, unlabelled
-    val_fraction: float = 0.15  # of subjects, per dataset
-    # 0: validation is val_fraction's draw; K >= 2: fold val_fold of K folds of people (tcnvae.data.splits.SubjectFold)
-    val_folds: int = 0
-    val_fold: int = 0
-    test_fraction: float = 0.2  # of subjects, per dataset; only for split="subject"
-    seed: int = 0  # of the split and of the training loader's shuffling
-    batch_size: int = 64
-    sampling: str = "uniform"
-    augmentation: Augmentation = field(default_factory=Augmentation)
-    activities: list[str] | None = None  # keep only these (None: all the datasets have)
+    datasets: list[str] = Setting(["synthetic"], None, "the sources to pool, by registered name").field()
+    paths: dict[str, str] = Setting({}, _mapping_of("dataset name -> file or folder"),
+                                    "each dataset's file or folder; absent: the source's cache").field()
+    source_options: dict[str, dict[str, Any]] = Setting(
+        {}, _mapping_of("dataset name -> options", lambda options: isinstance(options, dict)),
+        "each dataset's options of its load(), e.g. synthetic subjects_per_domain").field()
+    cache_dir: str | None = Setting(None, Check(lambda v: v is None or isinstance(v, (str, PathLike)),
+                                                "None or a folder"), "where sources keep downloads").field()
+    download: bool = Setting(False, FLAG, "download a source's data when it is not there").field()
+    channel_set: str | list[str] = Setting("acc_gyro", None, "a named channel set (harmonise.CHANNEL_SETS) or a "
+                                           "list of channel names").field()
+    sample_rate: float = Setting(50.0, _POSITIVE, "the common sample rate in Hz").field()
+    window_seconds: float | None = Setting(None, number(0, low_open=True, optional=True),
+                                           f"window duration; None: pre-windowed data's own, else "
+                                           f"{DEFAULT_WINDOW_SECONDS} s").field()
+    crop_windows: bool = Setting(False, FLAG, "centre-crop pre-windowed data longer than window_seconds "
+                                 "(else an error)").field()
+    step_seconds: float = Setting(1.28, _POSITIVE, "step between windows cut from recordings").field()
+    min_purity: float = Setting(0.8, number(0, 1, low_open=True), "share of a window its activity must "
+                                "cover").field()
+    domain_by: str = Setting("dataset", None, "what a domain is: dataset, subject_group, or another "
+                             "window attribute").field()
+    split: str = Setting("subject", None, f"how people are split: one of {', '.join(SPLIT_FORMS)}").field()
+    target_test_fraction: float = Setting(0.5, number(0, 1, low_open=True, high_open=True),
+                                          "split='unlabelled:<domain>': share of the target's subjects tested "
+                                          "on").field()
+    transductive: bool = Setting(False, FLAG, "split='unlabelled:<domain>': every target window is unlabelled "
+                                 "and test data (one target person will do)").field()
+    same_people: dict[str, str] = Setting({}, _mapping_of("dataset name -> dataset name", lambda v: isinstance(v, str)),
+                                          "dataset -> the dataset whose people it recorded, under the same subject "
+                                          "ids: they are split as one set of people (tcnvae.data.checks)").field()
+    subject_groups: dict[str, list[str]] = Setting(
+        {}, _mapping_of("group name -> list of subject ids", lambda members: isinstance(members, list)),
+        "group -> subject ids, for domain_by='subject_group' (splits.with_subject_groups)").field()
+    unlabelled_stretches: bool = Setting(False, FLAG, "recordings' unlabelled stretches of training-side "
+                                         "people join training, unlabelled").field()
+    # With 3 validation people one odd person decides the winner: a fifth of each dataset's people.
+    val_fraction: float = Setting(0.2, _FRACTION, "share of each dataset's subjects that validates").field()
+    val_folds: int = Setting(0, _COUNT, "0: validation is val_fraction's draw; K >= 2: fold val_fold of K "
+                             "folds of people (splits.SubjectFold)").field()
+    val_fold: int = Setting(0, _COUNT, "which of the val_folds folds validates").field()
+    test_fraction: float = Setting(0.2, _FRACTION, "share of each dataset's subjects held out for the test, "
+                                   "with split='subject'").field()
+    seed: int = Setting(0, _COUNT, "seed of the split, the loaders' shuffling and the model's "
+                        "initialisation").field()
+    batch_size: int = LOADER_SETTINGS["batch_size"].field()
+    sampling: str = LOADER_SETTINGS["sampling"].field()
+    augmentation: Augmentation = field(default_factory=lambda: Augmentation(**defaults(AUGMENTATION)))
+    activities: list[str] | None = Setting(None, None, "keep only these activities (None: all the datasets "
+                                           "have)").field()
 
     def validate(self) -> DataConfig:
-        """Raise a ValueError naming the first bad setting; return self so calls can chain."""
+        """Raise a ValueError naming every setting that fails its declared check, else the first broken
+        rule between settings; return self so calls can chain."""
         if isinstance(self.augmentation, dict):
             self.augmentation = Augmentation.from_dict(self.augmentation)
+        bad = problems(data_settings(), {item.name: getattr(self, item.name) for item in fields(self)})
+        if bad:
+            raise ValueError("; ".join(bad))
         if not self.datasets:
             raise ValueError("datasets is empty; name at least one source, e.g. ['synthetic']")
         known = available_sources()
@@ -104,27 +158,17 @@ class DataConfig:
                 f"unknown channel_set {self.channel_set!r}; known: {', '.join(CHANNEL_SETS)}"
             )
         self.augmentation.for_channels(channel_set_names(self.channel_set))  # a rotation needs xyz triples
-        for name in ("sample_rate", "window_seconds", "step_seconds"):
-            value = getattr(self, name)
-            if not (value is None and name == "window_seconds") and not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
         if self.window_seconds is not None and self.window_length < 2:
             raise ValueError(
                 f"window_seconds {self.window_seconds} at {self.sample_rate} Hz is under 2 samples"
             )
-        if not 0 < self.min_purity <= 1:
-            raise ValueError(f"min_purity must lie in (0, 1], got {self.min_purity}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError(
                 f"val_fraction + test_fraction must be below 1, got "
                 f"{self.val_fraction} + {self.test_fraction}"
             )
         if self.val_folds or self.val_fold:
-            folds_ok = isinstance(self.val_folds, int) and self.val_folds >= 2
-            if not (folds_ok and isinstance(self.val_fold, int) and 0 <= self.val_fold < self.val_folds):
+            if not (self.val_folds >= 2 and self.val_fold < self.val_folds):
                 raise ValueError(f"val_folds={self.val_folds!r}, val_fold={self.val_fold!r}: expected val_folds 0 "
                                  "(validation by val_fraction) or an integer >= 2 with 0 <= val_fold < val_folds")
         kind, colon, target = self.split.partition(":")
@@ -134,21 +178,9 @@ class DataConfig:
             raise ValueError(f"unknown split {self.split!r}; use one of {', '.join(SPLIT_FORMS)}")
         if kind == "uci_har_official" and "uci_har" not in self.datasets:
             raise ValueError("split 'uci_har_official' needs 'uci_har' in datasets")
-        if not 0 < self.target_test_fraction < 1:
-            raise ValueError(f"target_test_fraction must lie in (0, 1), got {self.target_test_fraction}")
-        if self.transductive not in (True, False):
-            raise ValueError(f"transductive must be True or False, got {self.transductive!r}")
         if self.transductive and kind != "unlabelled":
             raise ValueError(f"transductive=True needs split 'unlabelled:<domain>' (adapt='unlabelled' with a "
                              f"target_domain), got split {self.split!r}: only an unlabelled target is adapted on")
-        if not isinstance(self.subject_groups, dict) or not all(
-            isinstance(members, list) for members in self.subject_groups.values()
-        ):
-            raise ValueError(f"subject_groups must map group names to lists of subject ids, got {self.subject_groups!r}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
-        if self.sampling not in SAMPLING_MODES:
-            raise ValueError(f"unknown sampling {self.sampling!r}; use one of {', '.join(SAMPLING_MODES)}")
         if self.activities is not None:
             if not self.activities:
                 raise ValueError("activities is an empty list; use None to keep every activity")
@@ -177,6 +209,11 @@ class DataConfig:
         if "augmentation" in values and not isinstance(values["augmentation"], Augmentation):
             values["augmentation"] = Augmentation.from_dict(values["augmentation"])
         return cls(**values)
+
+
+def data_settings() -> dict[str, Setting]:
+    """Each declared field of :class:`DataConfig` (all but ``augmentation``: :data:`AUGMENTATION`)."""
+    return {item.name: declared(item) for item in fields(DataConfig) if declared(item) is not None}
 
 
 def restrict_activities(ws: WindowSet, names: list[str]) -> WindowSet:
@@ -269,6 +306,7 @@ def _build(config: DataConfig) -> tuple[DataConfig, WindowSet]:
     """The config with ``window_seconds`` resolved, and the pooled windows."""
     config.validate()
     loaded = {name: _load_dataset(config, name) for name in config.datasets}
+    check_sources(config, loaded)  # units, rates, labels, shared people: before anything is resampled
     config = resolve_window_seconds(config, loaded)
     windows = concat([_harmonise(config, name, data) for name, data in loaded.items()])
     if config.subject_groups:
@@ -290,8 +328,18 @@ def _build(config: DataConfig) -> tuple[DataConfig, WindowSet]:
 
 
 def split_windows(windows: WindowSet, config: DataConfig) -> dict[str, np.ndarray]:
-    """Index arrays {"train", "val", "test"} for ``config.split`` (see :mod:`tcnvae.data.splits`)."""
-    kind, _, target = config.split.partition(":")
+    """Index arrays {"train", "val", "test"} for ``config.split`` (see :mod:`tcnvae.data.splits`); datasets of
+    the same people are split as one set of people (:mod:`tcnvae.data.checks`)."""
+    people, target = people_view(windows, config)
+    split = _split_people(people, config, target)
+    if config.split == "uci_har_official":  # UCI-HAR's own test windows: a pooled HAPT's of those people go unused
+        split["test"] = split["test"][windows.dataset[split["test"]] == "uci_har"]
+    check_split(people, split, config)
+    return split
+
+
+def _split_people(windows: WindowSet, config: DataConfig, target: str) -> dict[str, np.ndarray]:
+    kind = config.split.partition(":")[0]
     fold = SubjectFold(config.val_fold, config.val_folds) if config.val_folds else None
     if kind == "subject":
         return split_by_subject(windows, config.val_fraction, config.test_fraction, config.seed, val_fold=fold)
@@ -442,6 +490,7 @@ def _stretches(config: DataConfig) -> UnlabelledWindows:
 def prepare(config: DataConfig | None = None) -> PreparedData:
     """Load, harmonise, split by subject and standardise (statistics from the training side only)."""
     config, windows = _build((config or DataConfig()).validate())
+    check_activities(windows, config)
     split = split_windows(windows, config)
     if len(split["train"]) == 0:
         raise ValueError(f"split {config.split!r} leaves no training windows")

@@ -28,6 +28,7 @@ ACTIVITIES: list[str] = [
     "nordic_walking",
     "ascending_stairs",
     "descending_stairs",
+    "stairs",  # up or down, not told apart (WISDM 2019): never to be guessed into one of the two above
     "vacuum_cleaning",
     "ironing",
     "rope_jumping",

@@ -7,7 +7,8 @@ these groupings (:meth:`WindowSet.domain_ids`), so "domain = dataset" and "domai
 same code path.
 
 Subjects are strings prefixed by their dataset (``"uci_har:7"``), so subject 7 of two datasets are
-two different people and subject-disjoint splits stay honest across datasets.
+two different people and subject-disjoint splits stay honest across datasets; datasets declared to
+hold the same people (HAPT and UCI-HAR) are split as one (:mod:`tcnvae.data.checks`).
 """
 
 from __future__ import annotations

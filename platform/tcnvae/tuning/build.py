@@ -16,20 +16,17 @@ from torch import nn, optim
 
 from tcnvae.curriculum import grouped_optimizer
 from tcnvae.data.pipeline import PreparedData
-from tcnvae.model import TCNVAE
+from tcnvae.model import ARCHITECTURE, TCNVAE
 from tcnvae.objective import LOSS_TERMS, Objective
 from tcnvae.trainer import TCNVAETrainer
 from tcnvae.tuning.tensorboard import TARGET_METRIC
 
 
 def build_model(config: Mapping[str, Any], data: PreparedData) -> TCNVAE:
-    """A TCN-VAE sized from the data: one input per channel, one output per activity and per domain."""
-    return TCNVAE(
-        input_dim=len(data.channel_names), latent_dim=config["latent_dim"], num_activities=data.num_activities,
-        num_domains=data.num_domains, hidden_dims=config["hidden_dims"], kernel_size=config["kernel_size"],
-        dropout=config["dropout"], head_hidden=config["head_hidden"], decoder_channels=config["decoder_channels"],
-        input_means=config["input_means"],
-    )
+    """A TCN-VAE sized from the data (one input per channel, one output per activity and per domain),
+    shaped by the config's :data:`~tcnvae.model.ARCHITECTURE` settings."""
+    return TCNVAE(input_dim=len(data.channel_names), num_activities=data.num_activities, num_domains=data.num_domains,
+                  **{key: config[key] for key in ARCHITECTURE})
 
 
 def build_trainer(config: Mapping[str, Any], model: TCNVAE, device: torch.device,
@@ -61,15 +58,26 @@ def apply_hyperparameters(trainer: TCNVAETrainer, values: Mapping[str, Any]) -> 
         group["weight_decay"] = values["weight_decay"]
 
 
-def epoch_metrics(trainer: TCNVAETrainer, target_accuracy: float | None) -> dict[str, float]:
-    """The flat metrics of the epoch just run; the keys are also the TensorBoard tags."""
-    train, val = trainer.last_train_metrics, trainer.last_val_metrics
+def train_metrics(trainer: TCNVAETrainer) -> dict[str, float]:
+    """The flat training metrics of the epoch just run (every loss term of the objective, the schedules):
+    what a trial reports and what a run without validation (the final model) gives its curriculum."""
+    train = trainer.last_train_metrics
     metrics = {
         "epoch": trainer.epoch,
         "loss/total": train["total"], **{f"loss/{term}": train[term] for term in LOSS_TERMS},
         "schedule/beta": train["beta"], "schedule/alpha": train["alpha"], "schedule/lr": train["lr"],
         "train/domain_accuracy": train["domain_accuracy"],
         "train/unlabelled": train["unlabelled"], "train/nonfinite_input_batches": train["nonfinite_input_batches"],
+    }
+    return {key: float(value) for key, value in metrics.items()}
+
+
+def epoch_metrics(trainer: TCNVAETrainer, target_accuracy: float | None) -> dict[str, float]:
+    """The flat metrics of the epoch just run and validated (:func:`train_metrics` and the validation
+    metrics); the keys are also the TensorBoard tags."""
+    val = trainer.last_val_metrics
+    metrics = {
+        **train_metrics(trainer),
         "val/loss": val["loss"], "val/accuracy": val["accuracy"], "val/macro_f1": val["macro_f1"],
         "val/worst_domain_accuracy": val["worst_domain_accuracy"],
         "val/domain_classifier_accuracy": val["domain_classifier_accuracy"],

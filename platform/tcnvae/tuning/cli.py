@@ -14,21 +14,22 @@ leaves the search space (:func:`search_space`).
 
 The data is prepared once in the driver (:func:`prepare_data`) before Ray starts, exactly as every
 trial will prepare it, so a missing, corrupt or mis-shaped file, a channel set the data lacks or an
-unknown split subject is one message, not an error in every trial. Tune has no way to mark an error
-as not worth retrying (``FailureConfig`` retries any trial error up to ``--max-failures``), so this
-check is what keeps ``--max-failures`` from retrying errors that would recur.
+unknown split subject is one message, not an error in every trial. What can only fail inside a trial
+(a diverging learning rate) is not retried either (:mod:`tcnvae.tuning.failures`).
 
 Scripts end with ``cli.run_command(main)``: a user error is ``error: <message>`` on stderr and exit
-status 2, as argparse does; ``--debug`` (or ``TCNVAE_DEBUG=1``) shows the traceback instead.
+status 2, as argparse does; ``--debug`` (or ``TCNVAE_DEBUG=1``) shows the traceback instead. So is a
+search every trial of which failed for the user's reason; Ctrl-C and SIGTERM stop a search alike,
+with the resume hint and exit status 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -43,15 +44,19 @@ from ray.tune.search.sample import Categorical, Float, Integer
 from tcnvae.checkpoints import check_writable_folder, read_json_object
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.tuning import provenance, spaces
-from tcnvae.tuning.config import ADAPT_MODES, OBJECTIVES, check_resources, data_config, validate_config
+from tcnvae.tuning.config import ADAPT_MODES, OBJECTIVES, check_resources, data_config, read_setting, validate_config
+from tcnvae.tuning.failures import SearchFailedError
+from tcnvae.tuning.progress import ray_init_options
 from tcnvae.tuning.results import trial_settings
 
 
 DEBUG_ENV = "TCNVAE_DEBUG"
 """Set to 1 for the traceback of a user error (as ``--debug`` does)."""
 
-USER_ERRORS = (ValueError, FileNotFoundError)
-"""What bad flags, settings and data raise; :func:`run_command` prints these as one ``error:`` line."""
+USER_ERRORS = (ValueError, OSError)
+"""What bad flags, settings and data raise, :func:`run_command` prints as one ``error:`` line: a ``ValueError``
+(a codec error reading a CSV, bad JSON among them) or an ``OSError`` about a path (a folder given as a file,
+a file not found, no permission). Any other exception is a programming error and keeps its traceback."""
 
 logger = logging.getLogger(__name__)
 
@@ -160,18 +165,65 @@ def run_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+class SearchInterrupted(Exception):
+    """Ctrl-C or SIGTERM ended the search before its trials did; the message says how to resume it."""
+
+
+_stop_signals: list[int] = []
+
+
+def stop_sigterm_as_ctrl_c() -> None:
+    """From now on, SIGTERM stops the search as Ctrl-C does: Tune's graceful stop while it runs (the
+    experiment state saved, then the resume hint), a ``KeyboardInterrupt`` otherwise.
+
+    Called once Ray has started: ``ray.init`` installs a SIGTERM handler of its own, which exits in the
+    middle of Tune's loop and ends the process with a native stack dump (exit status 134).
+    """
+    def on_sigterm(signum: int, frame: Any) -> None:
+        _stop_signals.append(signum)
+        ctrl_c = signal.getsignal(signal.SIGINT)
+        if not callable(ctrl_c) or ctrl_c is signal.default_int_handler:
+            raise KeyboardInterrupt
+        ctrl_c(signal.SIGINT, frame)  # Tune's handler while a search runs
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _debug(argv: Sequence[str]) -> bool:
+    return "--debug" in argv or os.environ.get(DEBUG_ENV, "0") not in ("", "0")
+
+
 def run_command(main: Callable[[list[str]], Any], argv: Sequence[str] | None = None) -> None:
     """Run a script's ``main(argv)``; a user error (:data:`USER_ERRORS`) becomes ``error: <message>`` on
     stderr and exit status 2, as argparse does, unless ``--debug`` or ``TCNVAE_DEBUG=1`` asks for the
-    traceback."""
+    traceback.
+
+    A search every trial of which failed (:class:`~tcnvae.tuning.failures.SearchFailedError`) ends the
+    same way when the cause is the user's to fix (a diverging learning rate, a bad setting or file);
+    a programming error shows the first trial's traceback, then the ``error:`` line, exit status 1.
+    A search stopped by Ctrl-C or SIGTERM says how to resume it and exits with 128 + the signal's
+    number (130, 143), as a shell reports a process the signal ended.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         main(argv)
+    except SearchFailedError as error:
+        if _debug(argv):
+            raise
+        if not error.user_error:
+            print(error.details, file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2 if error.user_error else 1) from None
     except USER_ERRORS as error:
-        if "--debug" in argv or os.environ.get(DEBUG_ENV, "0") not in ("", "0"):
+        if _debug(argv):
             raise
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except (SearchInterrupted, KeyboardInterrupt) as stop:
+        stopped_by = _stop_signals[-1] if _stop_signals else signal.SIGINT
+        print(f"\n{str(stop) or 'interrupted'} ({signal.Signals(stopped_by).name})", file=sys.stderr)
+        raise SystemExit(128 + stopped_by) from None
 
 
 def search_parser(description: str) -> argparse.ArgumentParser:
@@ -227,16 +279,14 @@ def search_parser(description: str) -> argparse.ArgumentParser:
 
 
 def parse_assignments(pairs: Sequence[str], option: str) -> dict[str, Any]:
-    """``KEY=VALUE`` strings to a dict; VALUE read as JSON when it parses, else kept as a string."""
+    """``KEY=VALUE`` strings to a dict; VALUE read by :func:`~tcnvae.tuning.config.read_setting` (JSON
+    when it parses, else a string; a trial setting's as its declaration takes it)."""
     parsed: dict[str, Any] = {}
     for pair in pairs:
         key, separator, text = pair.partition("=")
         if not separator or not key:
             raise ValueError(f"{option} {pair!r}: expected KEY=VALUE")
-        try:
-            parsed[key] = json.loads(text)
-        except json.JSONDecodeError:
-            parsed[key] = text
+        parsed[key] = read_setting(key, text)
     return parsed
 
 
@@ -301,8 +351,8 @@ def fixed_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def prepare_data(config: Mapping[str, Any]) -> tuple[dict[str, Any], PreparedData]:
-    """Prepare the data once, as every trial will, before Ray starts; the config with what the data
-    decided recorded in it.
+    """Prepare the data once, as every trial will, before Ray starts; the (validated) config with what
+    the data decided recorded in it.
 
     Every data problem (a missing, corrupt, mis-shaped or NaN file, a forgotten ``--data-path``, a
     channel set the data lacks, an unknown split subject or target domain) is raised here, in seconds.
@@ -319,7 +369,7 @@ def prepare_data(config: Mapping[str, Any]) -> tuple[dict[str, Any], PreparedDat
                        (("train", data.train), ("val", data.val), ("test", data.test)))
     print(f"Data: {', '.join(config['datasets'])}: {splits} windows of {data.config.window_seconds:g} s at "
           f"{data.train.sample_rate:g} Hz; {data.num_activities} activities: {', '.join(data.activity_names)}")
-    return validate_config(recorded), data
+    return recorded, data  # the data's own values: the config stays valid
 
 
 def validate_space(config: Mapping[str, Any], space: Mapping[str, Any]) -> None:
@@ -402,10 +452,12 @@ def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
         if args.name is None:
             raise ValueError("--resume needs --name: the experiment folder under --storage-path to continue")
         # Warned, not refused: rerunning the very command of the search with --resume added is the usual way.
-        if getattr(args, "num_samples", None) is not None:
-            logger.warning("--num-samples %d is ignored with --resume: Tune restores the search as it was "
-                           "started, trial count included; start a new search (another --name) for more "
-                           "trials", args.num_samples)
+        ignored = ignored_with_resume(args)
+        if ignored:
+            logger.warning("%s %s ignored with --resume: Tune restores the search as it was started, its "
+                           "settings, search space and trial count included (only --cpus-per-trial and "
+                           "--gpus-per-trial apply); start a new search (another --name) to change them",
+                           ", ".join(ignored), "is" if len(ignored) == 1 else "are")
         path = local_root / args.name
         if not remote and not path.is_dir():  # a URI's experiment is checked by Tune's restore
             raise FileNotFoundError(f"--resume: no experiment at {path}")
@@ -416,6 +468,28 @@ def experiment_path(args: argparse.Namespace, recipe: str) -> Path:
     if path.exists():
         raise ValueError(f"experiment folder {path} exists; pass --resume to continue it or pick another --name")
     return path
+
+
+_RESTORED_FLAGS = ("data", "data_path", "config", "overrides", "seed", "num_samples", "max_epochs", "metric",
+                   "target_domain", "target_labelled_fraction", "adapt", "max_failures", "max_concurrent")
+
+
+def ignored_with_resume(args: argparse.Namespace) -> list[str]:
+    """The shared flags given on this command line that a resumed search does not apply (Tune restores the
+    settings it started with), as typed: ``--set lr=0.01``, ``--num-samples 20``. A recipe's own flags
+    (a searcher, a scheduler) are restored too, and not listed."""
+    defaults = vars(search_parser("").parse_args([]))
+    ignored = []
+    for dest in _RESTORED_FLAGS:
+        value = getattr(args, dest, defaults[dest])
+        if value == defaults[dest]:
+            continue
+        flag = "--set" if dest == "overrides" else f"--{dest.replace('_', '-')}"
+        if dest in ("overrides", "data_path"):  # repeatable: one entry each
+            ignored.extend(f"{flag} {item}" for item in value)
+        else:
+            ignored.append(f"{flag} {' '.join(map(str, value)) if isinstance(value, list) else value}")
+    return ignored
 
 
 def experiment_location(args: argparse.Namespace, experiment: Path) -> str:
@@ -440,17 +514,19 @@ def start_ray(args: argparse.Namespace, config: Mapping[str, Any]) -> None:
     autoscales from zero has one node when the search starts, so the check cannot see the workers to
     come: there the storage comes from ``TCNVAE_STORAGE`` (cluster.yaml sets an S3 URI).
     """
+    verbose = getattr(args, "verbose", False)
     if args.address is not None and not ray.is_initialized():
-        join_cluster(args.address)
+        join_cluster(args.address, **ray_init_options(verbose))
     check_resources(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
     if not ray.is_initialized():
         # "local": a new Ray of this search's own. A bare ray.init() joins whatever Ray another job on this
         # machine started last (`ray start`), and would run the trials there; joining is --address's job.
-        ray.init(address="local")
+        ray.init(address="local", **ray_init_options(verbose))
+    stop_sigterm_as_ctrl_c()
     check_shared_storage(storage_location(args.storage_path), args.shared_storage, ray.nodes())
 
 
-def join_cluster(address: str) -> None:
+def join_cluster(address: str, **init_options: Any) -> None:
     """``ray.init(address=...)``, failing within :data:`CONNECT_SECONDS` instead of Ray's minutes of retries.
 
     A ``HOST:PORT`` (or ``ray://HOST:PORT``) nobody listens on is refused at once. Beyond that, Ray's
@@ -478,7 +554,7 @@ def join_cluster(address: str) -> None:
     watchdog.daemon = True
     watchdog.start()
     try:
-        ray.init(address=address)
+        ray.init(address=address, **init_options)
     finally:
         watchdog.cancel()
 

@@ -1,26 +1,40 @@
 """The flat trial config: every knob of one TCN-VAE trial in one dict, and its validation.
 
 Flat because Tune search spaces, Optuna, PBT mutations, the leaderboard CSV and TensorBoard's HParams
-all address hyperparameters by a single key; nesting would make every search spell paths. Validation
-runs before Ray starts (the searches call it on their base config and on the bounds of their search
-space), so an impossible value costs a message, not a cluster start-up and a crashed trial.
+all address hyperparameters by a single key; nesting would make every search spell paths.
+
+Every key is declared once (:class:`~tcnvae.settings.Setting`: default, check, help, whether
+PBT may mutate it) by the part that uses it: the data layer's in :class:`DataConfig` and
+:mod:`tcnvae.data.loaders`, the model's in :data:`tcnvae.model.ARCHITECTURE`, the objective's in
+:class:`~tcnvae.objective.Objective`, the trial's own in :data:`TRIAL_SETTINGS`. The keys, their defaults
+(:data:`DEFAULT_CONFIG`), their checks and what PBT may mutate (:func:`mutable_keys`) derive from the
+declarations (:func:`declarations`); this module adds the rules between settings.
+
+A config is validated (:func:`validate_config`) once, where it enters: the command line's base config,
+:func:`~tcnvae.tuning.loop.run_trial` (a Tune trial's sampled values included), the final model, a
+replay file; and each end of a search space before Ray starts. So an impossible value costs a message,
+not a cluster start-up and a crashed trial.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 
+from tcnvae import beta_schedules
 from tcnvae.curriculum import check_curriculum_spec, make_curriculum
-from tcnvae.data.pipeline import DataConfig
-from tcnvae.model import architecture_problems
+from tcnvae.data.pipeline import AUGMENTATION, DataConfig, data_settings
+from tcnvae.model import ARCHITECTURE
 from tcnvae.objective import Objective
+from tcnvae.objective import settings as objective_settings
+from tcnvae.settings import FLAG, Check, Setting, choice, defaults, is_integer, number
+from tcnvae.settings import problems as setting_problems
 from tcnvae.trainer import PRECISIONS
 
 logger = logging.getLogger(__name__)
@@ -58,17 +72,17 @@ ADAPT_MODES = ("none", "unlabelled")
 (unsupervised domain adaptation), its other subjects are the test side."""
 ADAPT_DEFAULTS: dict[str, Any] = {
     "sampling": "target_balanced",  # every batch half source, half target: the domain head sees both
-    # At λ_dom 0.1 the domain head still told the groups apart 73 % of the time after 10 epochs: the
-    # reversed gradient was too weak to align them. λ_ent (entropy minimisation) stays at DEFAULT_CONFIG's
-    # 0: between groups of people it was worth less than the seeds' spread (λ_ent 0.3 with λ_dom 0.3: 0.9001,
-    # λ_ent 0 with λ_dom 1: 0.8935, ±0.027), while on one target person it collapsed the predictions
-    # (macro-F1 0.99 → 0.49), unseen by any label-free score (README, "Domain adaptation").
+    # At λ_dom 0.1 the domain head could still tell the groups apart after 10 epochs: the reversed
+    # gradient was too weak to align them. λ_ent (entropy minimisation) stays at DEFAULT_CONFIG's 0:
+    # between groups of people it was worth less than the seeds' spread, while on one target person it
+    # collapsed the predictions, unseen by any label-free score (docs/results.md, "Domain adaptation";
+    # docs/design.md, "Domain adaptation defaults").
     "lambda_dom": 0.3,
-    # Needs no density ratio; DEV's, fitted on one or two validation people, is noisy (README).
+    # Needs no density ratio; DEV's, fitted on one or two validation people, is noisy (docs/design.md).
     "objective": "source_risk",
 }
 """What ``adapt="unlabelled"`` changes in :data:`DEFAULT_CONFIG` for the keys a config leaves unset: the
-settings benchmarks/cross_domain.py measured (README, "Domain adaptation")."""
+settings benchmarks/cross_domain.py measured (docs/results.md, "Domain adaptation")."""
 LABEL_FREE_OBJECTIVES = ("accuracy", "worst_domain_accuracy", "source_risk", "dev")
 OBJECTIVE_MODE = "max"
 
@@ -76,158 +90,117 @@ OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 
 
-def mutable_keys() -> tuple[str, ...]:
-    """Hyperparameters that may change while a trial runs (PBT mutates them; a replay schedule sets
-    them per epoch): the learning rate, weight decay, every setting of the objective (its loss weights,
-    β schedule and parameters, α ramp, label smoothing: :meth:`Objective.config_defaults`), gradient
-    clipping and input noise. Each checkpoint's hyperparameter history records exactly these."""
-    return ("lr", "weight_decay", *Objective.config_defaults(), "grad_clip", "input_noise")
-
-
-MUTABLE_KEYS: tuple[str, ...] = mutable_keys()
-""":func:`mutable_keys` with the β schedules registered at import."""
-
 # A curriculum policy's parameters are flat keys under this prefix: "curriculum.single_epochs", or
 # "curriculum.<policy>.<parameter>" (required in a composition for a name two policies share, and
 # what the curriculum search uses). PBT may perturb them like any key; a restored trial builds its
 # policy from its current values and continues from the checkpoint's policy state.
 CURRICULUM_PREFIX = "curriculum."
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    # data (tcnvae.data.pipeline.DataConfig documents each; flat names here, mapped by data_config())
-    "datasets": ["synthetic"],
-    "data_paths": {},  # dataset name -> file or folder; absent: the source's cache
-    "source_options": {},  # dataset name -> options of its load(), e.g. synthetic subjects_per_domain
-    "data_cache_dir": None,
-    "data_download": False,
-    "activities": None,  # None: every activity the datasets have
-    "split": "subject",  # "subject", "loso:<subject>", "lodo:<domain>", "uci_har_official"
-    "val_fraction": 0.2,  # of subjects: with 3 validation people one odd person decides the winner
-    # 0: validation is val_fraction's draw; K >= 2: the people outside the test side cut into K folds and
-    # fold val_fold validates (what --cross-validate sets for each fold run: tcnvae.tuning.cross_validation)
-    "val_folds": 0,
-    "val_fold": 0,
-    "test_fraction": 0.2,
-    "domain_by": "dataset",
-    "channel_set": "acc_gyro",
-    "sample_rate": 50.0,
-    "window_seconds": None,  # None: pre-windowed data's own duration, else 2.56 (tcnvae.data.pipeline)
-    "crop_windows": False,  # True: centre-crop pre-windowed data longer than window_seconds
-    "step_seconds": 1.28,
-    "min_purity": 0.8,
-    "sampling": "uniform",  # "uniform", "class_balanced", "domain_balanced", "target_balanced" (adapt="unlabelled")
-    # On by default: new people hold and move differently. Rotation is off: 15° gained 1.7 macro-F1 points
-    # on HAPT by subject but lost 0.9 on UCI-HAR official (benchmarks/defaults.py, README "Results").
-    # "auto" rotates by 15° where the channels hold xyz triples, and not at all where they do not.
-    "augment_noise_std": 0.05,
-    "augment_scale_std": 0.1,
-    "augment_rotation_deg": 0.0,
-    "augment_time_warp": 0.1,
-    # model
-    "latent_dim": 32,
-    # Encoder TCN block widths. Three blocks of kernel 5 see 57 samples (over a second at 50 Hz, a
-    # gait cycle); the former two of kernel 3 saw 13. Still a CPU-sized model: searches/architecture.py
-    # searches larger ones.
-    "hidden_dims": [64, 64, 64],
-    "kernel_size": 5,
-    "dropout": 0.2,
-    "head_hidden": 64,
-    "decoder_channels": 32,
-    # True: each input channel's window mean (the gravity direction) joins the encoder's pooled features.
-    # Off: averaged over 3 seeds it moved UCI-HAR +0.5 and HAPT -0.5 macro-F1 points, within seed noise
-    # (README "Results").
-    "input_means": False,
+TRIAL_SETTINGS: dict[str, Setting] = {
     # optimisation
-    "lr": 2e-3,
-    "weight_decay": 1e-4,
-    "batch_size": 64,
-    "optimizer": "adamw",
-    "lr_schedule": "cosine",  # the last epochs at a small rate: the final weights are the settled ones
-    "max_epochs": 20,
-    "grad_clip": 1.0,  # None: no clipping
-    # Time constant, in epochs, of the EMA of the weights that is evaluated, checkpointed and exported
-    # (tcnvae.weight_average); 0: the last weights.
-    "weight_average_epochs": 0.0,
-    "input_noise": 0.0,
-    # loss: β, the λs, the β schedule and its beta_<parameter> keys, the α ramp, label smoothing, with
-    # the defaults tcnvae.objective declares (the classifier is the product: a light KL, β 0.1, and a
-    # heavier activity term, λ_act 2.5, than the VAE's)
-    **Objective.config_defaults(),
-    # curriculum (tcnvae.curriculum): a registered policy, path/to/file.py:Class, or several joined by "+";
-    # its parameters go in "curriculum.<parameter>" keys (CURRICULUM_PREFIX)
-    "curriculum": "none",
+    "lr": Setting(2e-3, number(0, low_open=True), "the learning rate", mutable=True),
+    "weight_decay": Setting(1e-4, number(0), "the optimiser's weight decay", mutable=True),
+    "optimizer": Setting("adamw", choice(OPTIMIZERS), "the optimiser"),
+    "lr_schedule": Setting("cosine", choice(LR_SCHEDULES), "the learning rate over the run; cosine ends at a "
+                           "small rate, so the final weights are the settled ones"),
+    "max_epochs": Setting(20, number(1, integer=True), "epochs a trial trains"),
+    "grad_clip": Setting(1.0, number(0, low_open=True, optional=True), "the largest gradient norm; None: no "
+                         "clipping", mutable=True),
+    "weight_average_epochs": Setting(0.0, number(0), "time constant, in epochs, of the EMA of the weights that is "
+                                     "evaluated, checkpointed and exported, tcnvae.weight_average; 0: the last "
+                                     "weights"),
+    "input_noise": Setting(0.0, number(0), "std of the Gaussian noise added to training inputs", mutable=True),
+    # curriculum (tcnvae.curriculum): its policies check the spec and their parameters
+    "curriculum": Setting("none", None, "a registered curriculum policy, path/to/file.py:Class, or several joined "
+                          f"by '+'; its parameters are {CURRICULUM_PREFIX}<parameter> keys"),
     # model selection
-    "objective": "accuracy",
-    "target_domain": None,
-    "target_labelled_fraction": 0.2,
-    "adapt": "none",  # ADAPT_MODES; "unlabelled": the target's training-side windows train without labels
-    "target_test_fraction": 0.5,  # adapt="unlabelled": share of the target's subjects kept for the test
-    "transductive": False,  # adapt="unlabelled": adapt on the test side's own windows (one target person will do)
-    "unlabelled_stretches": False,  # recordings' unlabelled stretches (HAPT) of training-side people join unlabelled
-    "subject_groups": {},  # group -> subject ids, e.g. {"source": [...], "target": [...]}; domain_by="subject_group"
+    "objective": Setting("accuracy", choice(OBJECTIVES), "what a search maximises: OBJECTIVES"),
+    "target_domain": Setting(None, Check(lambda v: v is None or isinstance(v, str), "None or a domain name"),
+                             "a domain held out of training, which the test side holds"),
+    "target_labelled_fraction": Setting(0.2, number(0, 1, low_open=True, high_open=True),
+                                        "share of the target's subjects labelled for model selection"),
+    "adapt": Setting("none", choice(ADAPT_MODES), "'unlabelled': the target's training-side windows train "
+                     "without labels"),
     # execution
-    "seed": 0,
-    "workers_per_trial": 1,
-    "use_gpu": False,
+    "workers_per_trial": Setting(1, number(1, integer=True), "data-parallel workers of one trial"),
+    "use_gpu": Setting(False, FLAG, "train on a GPU"),
     # "auto": bf16 on GPUs that support it, fp16 with a loss scaler on older ones, off on a CPU;
     # "bf16" on a CPU runs bf16 autocast there; "fp16" needs a GPU (tcnvae.trainer.resolve_precision)
-    "mixed_precision": "auto",
-    "checkpoint_interval": 1,  # epochs between checkpoints (and the last); README "Throughput" says how to choose
-    "replay_schedule": None,  # None, or a list of {"epoch": e, <MUTABLE_KEYS>...} (tcnvae.tuning.replay)
+    "mixed_precision": Setting("auto", choice(PRECISIONS), "autocast precision; auto picks by device"),
+    "checkpoint_interval": Setting(1, number(1, integer=True), "epochs between checkpoints, and the last; "
+                                   "docs/results.md \"Throughput\" says how to choose"),
+    "replay_schedule": Setting(None, None, "None, or a list of per-epoch dicts of the mutable keys, "
+                               "tcnvae.tuning.replay"),
 }
+"""The trial's own settings; the data's, the model's and the objective's are declared by their owners
+(:func:`declarations`)."""
+
+# Flat trial keys -> DataConfig fields, where the names differ (context-free names in a flat dict).
+_DATA_KEYS = {"data_paths": "paths", "data_cache_dir": "cache_dir", "data_download": "download"}
+_AUGMENT_PREFIX = "augment_"
+
+
+def declarations() -> dict[str, Setting]:
+    """Every declared trial setting by flat key: the data layer's (:class:`DataConfig`'s fields, the
+    augmentation's as ``augment_<name>``), the model's (:data:`~tcnvae.model.ARCHITECTURE`), the trial's
+    (:data:`TRIAL_SETTINGS`) and the objective's. The β schedule's keys are the schedules' own
+    (:mod:`tcnvae.beta_schedules`)."""
+    renamed = {name: key for key, name in _DATA_KEYS.items()}
+    return {**{renamed.get(name, name): setting for name, setting in data_settings().items()},
+            **{_AUGMENT_PREFIX + name: setting for name, setting in AUGMENTATION.items()},
+            **ARCHITECTURE, **TRIAL_SETTINGS, **dict(objective_settings())}
 
 
 def default_config() -> dict[str, Any]:
-    """:data:`DEFAULT_CONFIG` with the objective's keys as registered now: a β schedule registered after
-    this module was imported brings its ``beta_<parameter>`` keys."""
-    return {**DEFAULT_CONFIG, **Objective.config_defaults()}
+    """Every trial key with its default: each declaration's, and the β schedules registered now (one
+    registered after this module was imported brings its ``beta_<parameter>`` keys)."""
+    return {**defaults(declarations()), **Objective.config_defaults()}
+
+
+DEFAULT_CONFIG: dict[str, Any] = default_config()
+""":func:`default_config` with the β schedules registered at import."""
+
+
+def mutable_keys() -> tuple[str, ...]:
+    """Hyperparameters that may change while a trial runs (PBT mutates them; a replay schedule sets
+    them per epoch): the settings declared mutable (the learning rate, weight decay, gradient clipping,
+    input noise, the objective's weights, α ramp and label smoothing) and the β schedule's keys. Each
+    checkpoint's hyperparameter history records exactly these."""
+    declared = declarations()
+    schedule = {"beta_schedule", *beta_schedules.config_defaults()}
+    return tuple(key for key in default_config() if key in schedule or (key in declared and declared[key].mutable))
+
+
+MUTABLE_KEYS: tuple[str, ...] = mutable_keys()
+""":func:`mutable_keys` with the β schedules registered at import."""
+
+
+def read_setting(key: str, text: str) -> Any:
+    """A ``KEY=VALUE`` value as typed on a command line (``--set``): JSON when it parses (numbers, lists,
+    dicts, true, null), else the text; and the text where ``key``'s declaration takes the text but not
+    the JSON value (a domain named ``2``)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    setting = declarations().get(key)
+    if setting is not None and setting.check is not None and not setting.check(value) and setting.check(text):
+        return text
+    return value
 
 
 def _problem(key: str, value: Any, expected: str) -> str:
     return f"{key}={value!r}: expected {expected}"
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
+def _check_settings(config: Mapping[str, Any]) -> list[str]:
+    """Each declared key by its own check, and the β schedule's keys by their schedules."""
+    return setting_problems(declarations(), config) + beta_schedules.config_problems(config)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _check_numbers(config: Mapping[str, Any]) -> list[str]:
-    """Range checks of the numeric knobs, as (key, test, expectation) rows."""
-    rules: list[tuple[str, Any, str]] = [
-        ("lr", lambda v: _is_number(v) and v > 0, "a positive number"),
-        ("weight_decay", lambda v: _is_number(v) and v >= 0, "a number >= 0"),
-        ("grad_clip", lambda v: v is None or (_is_number(v) and v > 0), "None or a positive number"),
-        ("input_noise", lambda v: _is_number(v) and v >= 0, "a number >= 0 (std of training input noise)"),
-        ("weight_average_epochs", lambda v: _is_number(v) and v >= 0,
-         "a number >= 0 (the weight EMA's time constant in epochs; 0: off)"),
-        ("batch_size", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-        ("max_epochs", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-        ("seed", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-        ("workers_per_trial", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-        ("checkpoint_interval", lambda v: _is_int(v) and v >= 1, "an integer >= 1 (epochs)"),
-        ("target_labelled_fraction", lambda v: _is_number(v) and 0 < v < 1, "a fraction in (0, 1)"),
-        ("use_gpu", lambda v: isinstance(v, bool), "True or False"),
-    ]
-    # The model's and the objective's settings by their owners' rules (tcnvae.model, tcnvae.objective).
-    architecture = {key: config[key] for key in _ARCHITECTURE_KEYS}
-    return ([_problem(key, config[key], expected) for key, test, expected in rules if not test(config[key])]
-            + architecture_problems(architecture) + Objective.config_problems(config))
-
-
-_ARCHITECTURE_KEYS = ("latent_dim", "hidden_dims", "kernel_size", "dropout", "head_hidden", "decoder_channels",
-                      "input_means")
-
-
-def _check_choices(config: Mapping[str, Any]) -> list[str]:
+def _check_combinations(config: Mapping[str, Any]) -> list[str]:
+    """The rules between settings."""
     problems = []
-    for key, allowed in (("objective", tuple(OBJECTIVES)), ("optimizer", OPTIMIZERS),
-                         ("lr_schedule", LR_SCHEDULES), ("mixed_precision", PRECISIONS), ("adapt", ADAPT_MODES)):
-        if config[key] not in allowed:
-            problems.append(_problem(key, config[key], f"one of {', '.join(allowed)}"))
     if config["mixed_precision"] == "fp16" and not config["use_gpu"]:
         problems.append(_problem("mixed_precision", "fp16", "'auto', 'bf16' or 'off' for a CPU trial: fp16 needs "
                                  "a GPU (--gpus-per-trial)"))
@@ -281,7 +254,7 @@ def _check_replay(config: Mapping[str, Any]) -> list[str]:
     for entry in schedule:
         epoch = entry.get("epoch")
         unknown = sorted(key for key in set(entry) - {"epoch", *mutable_keys()} if not key.startswith(CURRICULUM_PREFIX))
-        if not _is_int(epoch) or epoch < 0:
+        if not is_integer(epoch) or epoch < 0:
             problems.append(_problem("replay_schedule", entry, "an 'epoch' >= 0 in every entry"))
         if unknown:
             problems.append(_problem("replay_schedule", entry,
@@ -291,8 +264,9 @@ def _check_replay(config: Mapping[str, Any]) -> list[str]:
         for entry in schedule:
             # Each epoch's values must be a valid config on their own; curriculum parameters go with
             # the config's policy.
+            values = {**default_config(), **entry}
             problems += [f"replay_schedule epoch {entry['epoch']}: {p}" for p in
-                         _check_numbers({**default_config(), **entry}) + _check_choices({**default_config(), **entry})
+                         _check_settings(values) + _check_combinations(values)
                          + (_check_curriculum({**config, **entry}) if curriculum_params(entry) else [])]
     return problems
 
@@ -314,8 +288,9 @@ def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     unlabelled target), checked; raises one ValueError listing every problem.
 
     Unknown keys are errors too: a misspelt hyperparameter would otherwise be searched with no effect.
-    ``curriculum.<parameter>`` keys must be parameters of the configured curriculum. The data knobs are
-    checked by the data layer's own ``DataConfig`` (no data is loaded here). A curriculum read from a
+    ``curriculum.<parameter>`` keys must be parameters of the configured curriculum. Each key is checked
+    by its declaration (:func:`declarations`), then the rules between keys, the curriculum's and the data
+    layer's (``DataConfig.validate``; no data is loaded here). A curriculum read from a
     file comes back with its path made absolute, so Ray workers in other directories find it.
     """
     config = dict(config or {})
@@ -328,7 +303,7 @@ def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
                          f"and the curriculum's parameters as {CURRICULUM_PREFIX}<parameter>")
     merged = {key: _plain(value) for key, value in {**defaults, **config}.items()}
     curriculum_problems = _check_curriculum(merged)
-    problems = (_check_numbers(merged) + _check_choices(merged) + curriculum_problems
+    problems = (_check_settings(merged) + _check_combinations(merged) + curriculum_problems
                 + ([] if curriculum_problems else _check_replay(merged)))
     if not problems:
         try:
@@ -339,11 +314,6 @@ def validate_config(config: Mapping[str, Any] | None = None) -> dict[str, Any]:
         raise ValueError("invalid trial config: " + "; ".join(problems))
     merged["curriculum"] = check_curriculum_spec(merged["curriculum"])
     return merged
-
-
-# Flat trial keys -> DataConfig fields, where the names differ (context-free names in a flat dict).
-_DATA_KEYS = {"data_paths": "paths", "data_cache_dir": "cache_dir", "data_download": "download"}
-_AUGMENT_PREFIX = "augment_"
 
 
 def data_config(config: Mapping[str, Any]) -> DataConfig:
@@ -380,13 +350,10 @@ def check_resources(cpus_per_trial: float = 1, gpus_per_trial: float = 0, worker
     CPUs and GPUs evenly across its workers, each of which must fit on one node; more than one GPU per
     worker must be whole.
     """
-    problems = []
-    if not _is_int(workers_per_trial) or workers_per_trial < 1:
-        problems.append(_problem("workers_per_trial", workers_per_trial, "an integer >= 1"))
-    if not _is_number(cpus_per_trial) or cpus_per_trial <= 0:
-        problems.append(_problem("cpus_per_trial", cpus_per_trial, "a positive number"))
-    if not _is_number(gpus_per_trial) or gpus_per_trial < 0:
-        problems.append(_problem("gpus_per_trial", gpus_per_trial, "a number >= 0"))
+    problems = [_problem(key, value, check.expected) for key, value, check in (
+        ("workers_per_trial", workers_per_trial, TRIAL_SETTINGS["workers_per_trial"].check),
+        ("cpus_per_trial", cpus_per_trial, number(0, low_open=True)), ("gpus_per_trial", gpus_per_trial, number(0)))
+        if not check(value)]
     if problems:
         raise ValueError("invalid trial resources: " + "; ".join(problems))
     per_worker = gpus_per_trial / workers_per_trial

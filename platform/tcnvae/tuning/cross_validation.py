@@ -2,17 +2,16 @@
 
 A search ranks its trials on one group of validation people (``val_fraction`` of those outside the test
 side: 4 of UCI-HAR's 21 training people, 6 of HAPT's 24). On real data that group and the test people
-disagreed by more than the configs differed (README, "Results"). Cross-validation looks at everyone:
-the ``N`` best trials that ran their whole schedule are each run again ``folds`` times from scratch, each
-run validating on another fold of the people outside the test side
+disagreed by more than the configs differed (docs/results.md, "Against the random forest").
+Cross-validation looks at everyone: the ``N`` best trials that ran their whole schedule are each run
+again ``folds`` times from scratch, each run validating on another fold of the people outside the test side
 (:class:`~tcnvae.data.splits.SubjectFold`: every one of them validates exactly once), and the config
 with the best mean over the folds of its last-epoch objective wins — the last epoch, because the final
 model (:mod:`tcnvae.final_model`) trains the whole schedule. Ties keep the search's order.
 
 The fold runs are Ray tasks with the trials' resources, in parallel, after the search: ``N × folds``
-whole runs, which cost more than a search that ASHA prunes (on the 2-core CPU, 3 × 4 fifteen-epoch runs
-on UCI-HAR took 42 minutes, after a 12-trial search of 20). The test side is untouched: only the
-winner's kept checkpoint from the search is scored on it, once, after the choice.
+whole runs, which cost more than a search that ASHA prunes (docs/results.md, "Smaller measurements").
+The test side is untouched: only the winner's kept checkpoint from the search is scored on it, once, after the choice.
 
 Files, written atomically into the experiment folder: ``cross_validation.csv`` (one row per candidate:
 its search rank and value, each fold's value, the mean and standard deviation, the winner's test

@@ -2,13 +2,15 @@
 
 A :class:`Trial` builds everything from the flat, validated config (data, a TCN-VAE sized from the
 data, a configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy), restores from a
-checkpoint directory when asked, then runs one epoch at a time: applies the epoch's replayed
-hyperparameters (if any) and the curriculum's stage, trains, validates, evaluates the target slice
-(if a target domain is set) or, with an unlabelled target, the label-free selection scores
-(:mod:`tcnvae.tuning.selection`), and logs to TensorBoard. :func:`run_epochs` drives it and hands
-each epoch's metrics to ``report``, with a checkpoint directory every ``checkpoint_interval`` epochs
-and at the last. Where the report goes (Tune, Ray Train, a list in a test) is the caller's business,
-which is how one loop serves every mode; :func:`run_trial` validates a config and does both.
+checkpoint directory when asked, then runs its epochs through the trainer's one loop
+(:meth:`~tcnvae.trainer.TCNVAETrainer.train_epochs`), attached to it as hooks: before each epoch it
+applies the epoch's replayed hyperparameters (if any) and the curriculum's stage; after it, it
+validates, evaluates the target slice (if a target domain is set) or, with an unlabelled target, the
+label-free selection scores (:mod:`tcnvae.tuning.selection`), and logs to TensorBoard.
+:func:`run_epochs` drives it and hands each epoch's metrics to ``report``, with a checkpoint directory
+every ``checkpoint_interval`` epochs and at the last. Where the report goes (Tune, Ray Train, a list
+in a test) is the caller's business, which is how one loop serves every mode; :func:`run_trial`
+validates a config and does both.
 
 Reproducibility: the seed fixes the split, the model's initialisation and every epoch's batch order
 (the loader seeds by (seed, epoch)); a checkpoint holds the RNG states and the curriculum's state, so
@@ -250,7 +252,8 @@ def checkpoint_due(epoch: int, interval: int, end: int) -> bool:
 
 
 class Trial:
-    """One trial of the loop: set up from a validated config, restore, run one epoch at a time, close.
+    """One trial: set up from a validated config, restore, run epochs (:meth:`run`, or one at a time:
+    :meth:`run_epoch`), close.
 
     The set-up builds everything from the flat config (data, a TCN-VAE sized from the data, a
     configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy). ``config`` must come
@@ -311,34 +314,51 @@ class Trial:
         self._runner.load_state_dict(self.state.curriculum)
         logger.info("restored from %s at epoch %d", directory, self.trainer.epoch)
 
-    def run_epoch(self) -> dict[str, float]:
-        """Run the next epoch and return its metrics (also logged to TensorBoard on rank 0).
+    def run(self, end: int, report: Callable[[dict[str, float]], None]) -> None:
+        """Run the epochs up to ``end`` (epochs completed) through the trainer's loop
+        (:meth:`~tcnvae.trainer.TCNVAETrainer.train_epochs`), handing each epoch's metrics to ``report``
+        (they are also logged to TensorBoard on rank 0).
 
-        The epoch applies its replayed hyperparameters (if any) and the curriculum's stage, trains,
-        validates, evaluates the target slice (with a target domain) or, with an unlabelled target,
-        the label-free selection scores (:mod:`tcnvae.tuning.selection`).
+        Before each epoch: its replayed hyperparameters (if any) and the curriculum's stage. After it:
+        validation, the target slice (with a target domain) or, with an unlabelled target, the
+        label-free selection scores (:mod:`tcnvae.tuning.selection`), the curriculum's record.
         """
-        evaluation = self._evaluation = self._evaluation or self._start()
-        epoch = self.trainer.epoch
+        if self.epoch >= end:
+            return
+        self._evaluation = self._evaluation or self._start()
+        self.trainer.train_epochs(self._evaluation.train_loader, end, before_epoch=self._before_epoch,
+                                  after_epoch=lambda: report(self._after_epoch()))
+
+    def run_epoch(self) -> dict[str, float]:
+        """Run the next epoch (:meth:`run`) and return its metrics."""
+        reported: list[dict[str, float]] = []
+        self.run(self.epoch + 1, reported.append)
+        return reported[0]
+
+    def _before_epoch(self, epoch: int) -> None:
+        """Apply epoch ``epoch``'s replayed hyperparameters and curriculum stage, and record them."""
         self._apply_replay(epoch)
         self.state.hyperparameter_history.append(
             {**history_entry(epoch, self._current),
              **{key: value for key, value in self._current.items() if key.startswith(CURRICULUM_PREFIX)}})
-        previous_stage = (self._runner.last_metrics or {}).get(STAGE_METRIC)
         stage = self._runner.before_epoch(epoch)
         _check_batches_per_worker(self._base_loader, self.worker.world_size, stage.name)
-        self.trainer.train_epoch(evaluation.train_loader, epoch)
+
+    def _after_epoch(self) -> dict[str, float]:
+        """The metrics of the epoch just trained, recorded for the curriculum and TensorBoard."""
+        evaluation, runner = self._evaluation, self._runner
         metrics = self._evaluate(evaluation)
-        stage_metrics = self._runner.metrics()
+        stage_metrics = runner.metrics()
         if evaluation.reports_curriculum:
             metrics.update(stage_metrics)
-        self._runner.after_epoch({**metrics, **stage_metrics})  # the next decision reads these
-        self.state.curriculum = self._runner.state_dict()
+        previous_stage = (runner.last_metrics or {}).get(STAGE_METRIC)
+        runner.after_epoch({**metrics, **stage_metrics})  # the next decision reads these
+        self.state.curriculum = runner.state_dict()
         if evaluation.board is not None:
             evaluation.board.log_epoch(metrics, self.trainer.epoch, self.trainer.last_val_metrics["confusion"],
                                        self.data.activity_names)
             if evaluation.reports_curriculum and stage_metrics[STAGE_METRIC] != previous_stage:
-                evaluation.board.log_stage(stage, self.trainer.epoch, self.config["max_epochs"])
+                evaluation.board.log_stage(runner.stage, self.trainer.epoch, self.config["max_epochs"])
         return metrics
 
     def _apply_replay(self, epoch: int) -> None:
@@ -354,15 +374,14 @@ class Trial:
             self._runner_params = curriculum_params(self._current)
 
     def _evaluate(self, evaluation: _Evaluation) -> dict[str, float]:
-        """Count the epoch just trained as done and return its metrics: the target slice, the unlabelled
-        target's analysis scores, validation (whose results the trainer keeps), the label-free scores."""
+        """The metrics of the epoch just trained: the target slice, the unlabelled target's analysis
+        scores, validation (whose results the trainer keeps), the label-free scores."""
         trainer = self.trainer
         target_accuracy = (trainer.evaluate(evaluation.target_loader)["accuracy"]
                            if evaluation.target_loader is not None else None)
         analysis = (unlabelled_target_metrics(trainer, evaluation.test_loader) if evaluation.test_loader is not None
                     else {})
         trainer.validate(evaluation.val_loader)
-        trainer.epoch += 1
         metrics = {**epoch_metrics(trainer, target_accuracy), **analysis}
         if evaluation.selection is not None:
             metrics.update(evaluation.selection.metrics(trainer.model, self.worker.device))
@@ -438,14 +457,16 @@ def run_epochs(trial: Trial, report: Report, *, restore_dir: str | Path | None =
         if restore_dir is not None:
             trial.restore(restore_dir)
         end = trial.config["max_epochs"] if until_epoch is None else min(until_epoch, trial.config["max_epochs"])
-        while trial.epoch < end:
-            metrics = trial.run_epoch()
+
+        def report_epoch(metrics: dict[str, float]) -> None:
             if not (trial.writes_checkpoints and checkpoint_due(trial.epoch, trial.config["checkpoint_interval"], end)):
                 report(metrics, None)
-                continue
+                return
             with tempfile.TemporaryDirectory(prefix="tcnvae-checkpoint-") as directory:
                 trial.save(Path(directory))
                 report(metrics, Path(directory))
+
+        trial.run(end, report_epoch)
     return trial.state
 
 

@@ -34,6 +34,11 @@ def scheduled_values(schedule: Sequence[Mapping[str, Any]] | None, epoch: int) -
     return {}
 
 
+def _replay_config(base_config: Mapping[str, Any], schedule: Any) -> dict[str, Any]:
+    """The validated trial config that replays ``schedule`` from ``base_config``: where a replay enters."""
+    return validate_config({**base_config, "replay_schedule": schedule})
+
+
 def write_replay(path: str | Path, history: Sequence[Mapping[str, Any]], base_config: Mapping[str, Any]) -> Path:
     """Write a replay file: ``base_config`` plus the per-epoch ``history`` (atomic JSON).
 
@@ -46,7 +51,7 @@ def write_replay(path: str | Path, history: Sequence[Mapping[str, Any]], base_co
     if epochs != list(range(len(epochs))):
         raise ValueError(f"the history must cover epochs 0, 1, ... in order; it has epochs {epochs}")
     schedule = [dict(entry) for entry in history]
-    config = validate_config({**base_config, "replay_schedule": schedule, "max_epochs": len(schedule)})
+    config = _replay_config({**base_config, "max_epochs": len(schedule)}, schedule)
     base = {key: value for key, value in config.items() if key != "replay_schedule"}
     path = Path(path)
     write_json({"format": REPLAY_FORMAT, "base_config": base, "schedule": schedule}, path)
@@ -64,7 +69,7 @@ def load_replay(path: str | Path) -> dict[str, Any]:
     if payload.get("format") != REPLAY_FORMAT:
         raise ValueError(f"{path} is not a replay file (expected a JSON object with format {REPLAY_FORMAT!r})")
     try:
-        config = validate_config({**payload["base_config"], "replay_schedule": payload["schedule"]})
+        config = _replay_config(payload["base_config"], payload["schedule"])
     except (KeyError, ValueError) as error:
         raise ValueError(f"replay file {path} is malformed: {error}") from None
     epochs = [entry["epoch"] for entry in config["replay_schedule"]]

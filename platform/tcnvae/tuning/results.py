@@ -137,6 +137,17 @@ def unfinished_trials(experiment: str | Path) -> int:
     return sum(trial.status not in ("TERMINATED", "ERROR") for trial in trials)
 
 
+def resume_hint(tune_experiment: str) -> str | None:
+    """How to continue an interrupted search (:func:`unfinished_trials`); None when every trial ended.
+    ``tune_experiment``: Tune's experiment folder or URI (``ResultGrid.experiment_path``)."""
+    unfinished = unfinished_trials(tune_experiment)
+    if not unfinished:
+        return None
+    storage, _, name = tune_experiment.rstrip("/").rpartition("/")
+    return (f"{unfinished} trials are unfinished: the search was interrupted. Continue it "
+            f"with the same command and --storage-path {storage} --name {name} --resume")
+
+
 def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameters: Sequence[str],
                      metrics: Sequence[str], score_test: bool = True) -> dict[str, Any] | None:
     """Write the leaderboard, best config (and Pareto front), print where everything is; return the best row.
@@ -152,12 +163,9 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     experiment = Path(experiment)
     # Tune's own experiment folder: the same as ``experiment`` for a local storage path, a URI
     # (s3://...) when trials are stored remotely and only the search's own files are local.
-    tune_experiment = results.experiment_path
-    unfinished = unfinished_trials(tune_experiment)
-    if unfinished:
-        storage, _, name = tune_experiment.rstrip("/").rpartition("/")
-        print(f"\n{unfinished} trials are unfinished: the search was interrupted. Continue it "
-              f"with the same command and --storage-path {storage} --name {name} --resume")
+    hint = resume_hint(results.experiment_path)
+    if hint:
+        print(f"\n{hint}")
         return None
     rows = rank(trial_rows(results, hyperparameters, metrics), metrics)
     if not rows:
@@ -183,10 +191,16 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     write_json({**best["result"].config, **record}, experiment / "best_config.json")
 
     _print_best(best, hyperparameters, metrics)
+    # Written before anything reads the data again: a data file moved or deleted while the search ran
+    # must not cost the record of what was trained.
+    write_csv(rows, experiment / "leaderboard.csv")
     # The classical baseline on the same data, printed beside the best trial and added to the leaderboard.
-    baseline = compare_with_search(best, experiment)
-    # Written once, complete: trials, the best trial's test score, the baseline's columns.
-    write_csv([{**row, **leaderboard_columns(baseline)} for row in rows], experiment / "leaderboard.csv")
+    try:
+        baseline = compare_with_search(best, experiment)
+    except (OSError, ValueError) as error:
+        logger.warning("baseline not fitted, leaderboard.csv written without its columns: %s", error)
+    else:
+        write_csv([{**row, **leaderboard_columns(baseline)} for row in rows], experiment / "leaderboard.csv")
     if len(metrics) > 1:
         print(f"\nPareto front on {', '.join(metrics)} ({len(candidates)} of {len(rows)} trials):")
         for row in candidates:

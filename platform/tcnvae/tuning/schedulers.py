@@ -3,8 +3,9 @@
 Ray asserts its scheduler settings only when the scheduler is built or first used (``grace_period
 must be <= max_t`` inside the driver, after the cluster is up), and some settings that pass its
 asserts still cannot work: a grace period as long as the trials never stops one early, a PBT
-interval as long as the trials never perturbs. Every recipe builds its scheduler here, so a setting
-that cannot work with ``max_epochs`` is adapted (and the change printed) or refused, in one place.
+interval as long as the trials never perturbs. A recipe declares its scheduler's settings and builds
+it with these checks, so a setting that cannot work with ``max_epochs`` is adapted (and the change
+printed) or refused, in one place.
 """
 
 from __future__ import annotations
@@ -13,26 +14,13 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from tcnvae.tuning.config import OBJECTIVE_MODE
 
-GRACE_FRACTION = 0.25
-"""Default ASHA grace period as a share of ``max_epochs``: a trial's first epochs say little about
-where it ends (the KL term and the domain term are still warming up), so stopping at epoch 1 ranks
-noise; a quarter of the run still leaves rungs to stop the clearly bad trials."""
 
-
-def default_grace_period(max_epochs: int) -> int:
-    """Epochs before ASHA may stop a trial when none is given: a quarter of ``max_epochs``, at least 1."""
-    return max(1, round(GRACE_FRACTION * max_epochs))
-
-
-def asha(metric: str, max_epochs: int, grace_period: int | None = None,
-         reduction_factor: float = 2) -> TrialScheduler:
+def asha(metric: str, max_epochs: int, grace_period: int, reduction_factor: float) -> TrialScheduler:
     """ASHA over epochs, or FIFO (with a printed reason) when ``max_epochs`` leaves it no rung.
 
-    ``grace_period`` None takes :func:`default_grace_period`; one at or above ``max_epochs`` cannot stop
-    any trial before its end, so every trial runs to the end (FIFO) and the search says so.
+    The recipe says its grace period and reduction factor; a grace period at or above ``max_epochs``
+    cannot stop any trial before its end, so every trial runs to the end (FIFO) and the search says so.
     """
-    if grace_period is None:
-        grace_period = default_grace_period(max_epochs)
     if grace_period < 1:
         raise ValueError(f"--grace-period {grace_period}: expected an integer >= 1")
     if not reduction_factor > 1:

@@ -25,7 +25,7 @@ from tcnvae.checkpoints import load_checkpoint
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.data.windows import WindowSet
 from tcnvae.evaluate import score
-from tcnvae.tuning.config import data_config, validate_config
+from tcnvae.tuning.config import data_config
 from tcnvae.tuning.loop import CHECKPOINT_FILE, build_model, target_slice_subjects
 
 NEAR_CHANCE_MARGIN = 0.1
@@ -78,7 +78,7 @@ def load_trial_model(directory: str | Path) -> tuple[torch.nn.Module, PreparedDa
     what the checkpoint was trained with, or the weights would be read against the wrong labels.
     """
     payload = load_checkpoint(Path(directory) / CHECKPOINT_FILE)
-    config = validate_config(payload["config"])
+    config = payload["config"]  # the trial's validated config, as it trained
     data = prepare(data_config(config))
     trained_on = payload["trainer"]["metadata"]["data"]
     if trained_on["activity_names"] != data.activity_names:

@@ -1,8 +1,9 @@
 """One search set-up every recipe shares: the searcher, the checkpoints kept, the Optuna study, resume.
 
 A recipe in ``searches/`` says what differs — its search space, which searcher (:class:`OptunaTPE`
-or :class:`RandomSearch`), its scheduler (:mod:`tcnvae.tuning.schedulers`), how many trials and
-which checkpoints to keep — and hands them to :func:`run_search`, which does the rest the same way for
+or :class:`RandomSearch`), its scheduler (:mod:`tcnvae.tuning.schedulers`), how many trials, which
+checkpoints to keep and the data it prepared — and hands them to :func:`run_search` (each a required
+argument: a recipe cannot leave one out and silently get another), which does the rest the same way for
 every recipe: Ray started only after every check, the trainable made once (here and nowhere else),
 a new search or, with ``--resume``, the interrupted one continued, and the console of
 :mod:`tcnvae.tuning.progress`.
@@ -17,6 +18,8 @@ resumed search restores the one it started with.
 from __future__ import annotations
 
 import argparse
+import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -30,11 +33,14 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.sample import Categorical, Domain, Float, Integer
 
 from tcnvae.tuning import provenance
-from tcnvae.tuning.cli import experiment_location, start_ray, trial_dirname, tune_storage
+from tcnvae.tuning.cli import SearchInterrupted, experiment_location, start_ray, trial_dirname, tune_storage
 from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
 from tcnvae.tuning.optuna_search import ResumableOptunaSearch
-from tcnvae.tuning.progress import SearchProgress, console_verbosity, quiet_snapshot_warnings
+from tcnvae.tuning.failures import check_search_outcome
+from tcnvae.tuning.progress import SearchProgress, console_verbosity, quiet_console
+from tcnvae.tuning.results import resume_hint
 from tcnvae.tuning.tensorboard import is_search_domain, tune_logger_callbacks, write_search_start
+from tcnvae.data.checks import check_search_data
 from tcnvae.data.pipeline import PreparedData
 from tcnvae.tuning.trainable import make_trainable
 
@@ -110,8 +116,8 @@ def defaults_trial(param_space: Mapping[str, Any], config: Mapping[str, Any]) ->
     small data set, a learning rate outside a narrowed range); None when the space is a grid or a key
     has no value near its range.
 
-    Why: the defaults are a measured, good configuration (README, "Results"), and a search of a dozen
-    draws can miss every point as good; with them as its first trial, the search's winner is at least
+    Why: the defaults are a measured, good configuration (docs/results.md, "Defaults, previous and
+    current"), and a search of a dozen draws can miss every point as good; with them as its first trial, the search's winner is at least
     as good as the defaults on the objective it chooses by. Optuna's ``enqueue_trial`` is made for this.
     """
     point = {}
@@ -149,9 +155,8 @@ def search_algorithm(searcher: OptunaTPE | RandomSearch, experiment: Path, confi
 
 def run_search(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], *,
                param_space: dict[str, Any], searcher: OptunaTPE | RandomSearch, scheduler: Any,
-               num_samples: int, checkpoints: tune.CheckpointConfig,
-               stop: Mapping[str, Any] | None = None, searched: Mapping[str, Any] | None = None,
-               data: PreparedData | None = None) -> tune.ResultGrid:
+               num_samples: int, checkpoints: tune.CheckpointConfig, data: PreparedData,
+               stop: Mapping[str, Any] | None = None, searched: Mapping[str, Any] | None = None) -> tune.ResultGrid:
     """Start Ray, then run the new search (or with ``--resume`` continue the interrupted one) to its end.
 
     Call it last, once the config, the data, the space and the experiment folder are checked
@@ -159,28 +164,45 @@ def run_search(args: argparse.Namespace, experiment: Path, config: Mapping[str, 
     come from the experiment folder, and only the resources from this command's flags; the
     arguments describing a new search are then not used.
 
-    ``searched``: the searched keys and their domains, for TensorBoard's HParams summary; default:
-    the Tune domains in ``param_space`` (a define-by-run space passes its own). ``data``: the data
-    ``cli.prepare_data`` prepared; trials read it from Ray's object store instead of preparing it again.
+    Raises :class:`~tcnvae.tuning.cli.SearchInterrupted` with the resume hint when Ctrl-C or SIGTERM
+    stopped the search, and :class:`~tcnvae.tuning.failures.SearchFailedError` when every trial failed.
+
+    ``data``: the data ``cli.prepare_data`` prepared; trials read it from Ray's object store instead of
+    preparing it again. Required, as everything a recipe describes is: an optional ``data`` was left out
+    by a recipe once, and its every trial prepared the data again, silently. ``searched``: the searched
+    keys and their domains, for TensorBoard's HParams summary; default: the Tune domains in
+    ``param_space`` (a define-by-run space passes its own).
     """
-    start_ray(args, config)
-    # The one place the trainable is made, for a new search and a resumed one alike.
-    trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"], data=data)
-    if args.resume:
-        tuner = _restore_tuner(args, experiment, trainable)
-    else:
-        experiment.mkdir(parents=True)  # the searcher's own files (the Optuna study) live there too
-        searched = searched or {key: value for key, value in param_space.items() if is_search_domain(value)}
-        write_search_start(experiment, searched, config)
-        search_alg, max_concurrent = search_algorithm(searcher, experiment, config, param_space, args.max_concurrent)
-        tuner = _new_tuner(args, experiment, config, trainable, param_space,
-                           tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
-                                           num_samples=num_samples, max_concurrent_trials=max_concurrent,
-                                           reuse_actors=True, trial_name_creator=trial_dirname,
-                                           trial_dirname_creator=trial_dirname),
-                           checkpoints, stop)
-    with quiet_snapshot_warnings(enabled=not args.verbose):
-        return tuner.fit()
+    check_search_data(data)  # no validation or test windows: every trial would fail the same way
+    with quiet_console(enabled=not args.verbose):  # Ray's and Tune's own console: --verbose only
+        start_ray(args, config)
+        # The one place the trainable is made, for a new search and a resumed one alike.
+        trainable = make_trainable(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"], data=data)
+        if args.resume:
+            tuner = _restore_tuner(args, experiment, trainable)
+        else:
+            experiment.mkdir(parents=True)  # the searcher's own files (the Optuna study) live there too
+            searched = searched or {key: value for key, value in param_space.items() if is_search_domain(value)}
+            write_search_start(experiment, searched, config)
+            search_alg, max_concurrent = search_algorithm(searcher, experiment, config, param_space,
+                                                          args.max_concurrent)
+            tuner = _new_tuner(args, experiment, config, trainable, param_space,
+                               tune.TuneConfig(search_alg=search_alg, scheduler=scheduler,
+                                               num_samples=num_samples, max_concurrent_trials=max_concurrent,
+                                               reuse_actors=True, trial_name_creator=trial_dirname,
+                                               trial_dirname_creator=trial_dirname),
+                               checkpoints, stop)
+        ctrl_c = signal.getsignal(signal.SIGINT)
+        try:
+            results = tuner.fit()
+        finally:  # Tune leaves its handler behind, which would make Ctrl-C a no-op from here on
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, ctrl_c)
+    hint = resume_hint(results.experiment_path)
+    if hint:  # Ctrl-C or SIGTERM (cli.stop_sigterm_as_ctrl_c): Tune saved the state and stopped
+        raise SearchInterrupted(hint)
+    check_search_outcome(results, experiment)
+    return results
 
 
 def _new_tuner(args: argparse.Namespace, experiment: Path, config: Mapping[str, Any], trainable: Any,

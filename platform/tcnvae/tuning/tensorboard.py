@@ -131,7 +131,8 @@ def hparam_info(name: str, domain: Any) -> api_pb2.HParamInfo:
     (``tune.uniform``, ``tune.choice`` ...), a ``tune.grid_search`` dict, PB2's ``[low, high]`` bounds
     or an Optuna distribution. Ranges become intervals, choices discrete sets."""
     # Imported here, in the search driver: trial processes import this module too, and Optuna is no
-    # part of a trial (its import adds some 0.4 s to a trial process's start on a loaded 2-core machine).
+    # part of a trial, and its import would slow every trial process's start (docs/results.md, "Smaller
+    # measurements").
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
     if isinstance(domain, (Float, Integer)):

@@ -21,9 +21,10 @@ import torch
 from ray import tune
 
 from tcnvae.data.pipeline import PreparedData
-from tcnvae.tuning.config import check_resources, validate_config
+from tcnvae.tuning.config import DEFAULT_CONFIG, check_resources
 from tcnvae.tuning.distributed import distributed_trainable
-from tcnvae.tuning.loop import Trial, Worker, run_epochs
+from tcnvae.tuning.failures import no_retry_of_recurring_errors
+from tcnvae.tuning.loop import Worker, run_trial
 
 
 def _tune_report(metrics: dict[str, float], checkpoint_dir: Path | None) -> None:
@@ -49,13 +50,16 @@ def _trial_dir() -> Path:
 def train_trial(config: dict[str, Any], data: PreparedData | None = None) -> None:
     """Single-worker Tune function trainable: one :class:`~tcnvae.tuning.loop.Trial` in this process.
 
-    The config is validated here, once, where Tune hands it over. ``data`` is the search's prepared
-    data from Ray's object store (:func:`make_trainable`); the trial prepares its own without it.
+    The config (the search's base config with Tune's sampled values) is validated once, by
+    :func:`~tcnvae.tuning.loop.run_trial`: sampled values can combine into an impossible config. ``data``
+    is the search's prepared data from Ray's object store (:func:`make_trainable`); the trial prepares its
+    own without it.
     """
-    config = validate_config(config)
-    trial = Trial(config, data=data, worker=Worker(device=_trial_device(config["use_gpu"])), log_dir=_trial_dir())
-    with _tune_checkpoint_dir() as restore_dir:
-        run_epochs(trial, _tune_report, restore_dir=restore_dir)
+    with no_retry_of_recurring_errors(_trial_dir()):  # a retry of a diverged trial refuses at once
+        # make_trainable sets use_gpu; a direct call may leave it to its default
+        worker = Worker(device=_trial_device(config.get("use_gpu", DEFAULT_CONFIG["use_gpu"])))
+        with _tune_checkpoint_dir() as restore_dir:
+            run_trial(config, _tune_report, restore_dir=restore_dir, log_dir=_trial_dir(), worker=worker, data=data)
 
 
 def _trial_device(use_gpu: bool) -> torch.device:

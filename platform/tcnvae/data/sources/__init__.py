@@ -7,6 +7,8 @@ A source is a module (imported only when used, so a missing optional dataset cos
 - ``ACTIVITY_MAP``: raw label code → canonical activity (:mod:`tcnvae.data.taxonomy`), mapped by
   meaning; codes missing from the map become unlabelled, with a logged count;
 - a docstring giving the exact on-disk format;
+- optionally ``SAME_PEOPLE_AS``: the datasets whose subject ids name the same people as its own (HAPT
+  and UCI-HAR), so that pooled they are split as one set of people (:mod:`tcnvae.data.checks`);
 - ``load(path=None, *, cache_dir=None, download=False, **options)`` returning a list of
   :class:`~tcnvae.data.recordings.Recording` (continuous data) or a
   :class:`~tcnvae.data.windows.WindowSet` (data that only exists as windows, i.e. UCI-HAR), in
@@ -35,7 +37,11 @@ SOURCES: dict[str, str] = {
     "pamap2": "tcnvae.data.sources.pamap2",
     "wisdm": "tcnvae.data.sources.wisdm",
     "mhealth": "tcnvae.data.sources.mhealth",
+    "wisdm2019_phone": "tcnvae.data.sources.wisdm2019_phone",
+    "wisdm2019_watch": "tcnvae.data.sources.wisdm2019_watch",
+    "hugadb": "tcnvae.data.sources.hugadb",
     "synthetic": "tcnvae.data.sources.synthetic",
+    "sample": "tcnvae.data.sources.sample",
     "arrays": "tcnvae.data.sources.arrays",
 }
 _CALLABLES: dict[str, Loader] = {}

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from tcnvae.data.checks import check_label_names, check_layout
 from tcnvae.data.recordings import ACC, BODY_ACC, GYRO, UNLABELLED, Recording
 from tcnvae.data.sources.parsing import read_npz
 from tcnvae.data.taxonomy import TAXONOMY, check_name, label_space
@@ -200,6 +201,7 @@ def _code_names(label_names: Any, label_map: dict[str, str]) -> dict[int, str]:
         pairs = list(label_names.items())
     else:
         pairs = list(enumerate(np.atleast_1d(np.asarray(label_names)).tolist()))
+    check_label_names((code, str(name)) for code, name in pairs)
     names = _mapped_names([str(name) for _, name in pairs], label_map)
     return {int(code): name for (code, _), name in zip(pairs, names)}
 
@@ -437,10 +439,14 @@ def load(
         raise ValueError(f"layout must be one of {LAYOUTS}, got {fields['layout']!r}")
     channels = _channel_names(fields["channel_names"])
     rate = _sample_rate(fields["sample_rate"])
-    if not isinstance(fields["signals"], (list, tuple)):
+    if isinstance(fields["signals"], (list, tuple)):
+        for r, signal in enumerate(fields["signals"]):
+            check_layout(np.shape(signal), fields["layout"], len(channels), f"recording {r}'s signals")
+    else:
         stacked = np.asarray(fields["signals"])
         if stacked.dtype.kind not in "fiu":
             raise ValueError(f"signals must be numeric, got dtype {stacked.dtype}")
+        check_layout(stacked.shape, fields["layout"], len(channels))
         if stacked.ndim == 3:
             return _windows(fields, stacked.astype(np.float32), channels, rate)
         if stacked.ndim != 2:

@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 NAME = "hapt"
 SAMPLE_RATE = 50.0
+SAME_PEOPLE_AS = ("uci_har",)  # UCI-HAR's windows were cut from these recordings: hapt:7 is uci_har:7
 ARCHIVE = Archive(
     NAME,
     "https://archive.ics.uci.edu/static/public/341/"
