@@ -33,8 +33,8 @@ from tcnvae.baselines import evaluate_baseline
 from tcnvae.evaluate import score
 from tcnvae.final_model import BEST_EPOCH, MEMBERS, NO_VALIDATION, final_data, read_search_choice, train_final_model
 from tcnvae.tuning.config import validate_config
-from tcnvae.tuning.cross_validation import FOLDS
-from tcnvae.tuning.scoring import scored_test_windows
+from tcnvae.tuning.report import scored_test_windows
+from tcnvae.tuning.selection import FOLDS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("TCNVAE_SHARED_DATA", ROOT.parent / "shared" / "data"))

@@ -56,9 +56,10 @@ import torch
 from tcnvae.data import prepare
 from tcnvae.data.pipeline import PreparedData
 from tcnvae.tuning import search
-from tcnvae.tuning.config import OBJECTIVES, data_config, validate_config
-from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
+from tcnvae.tuning.config import data_config, validate_config
+from tcnvae.tuning.metrics import OBJECTIVES
 from tcnvae.tuning.selection import LabelFreeSelection
+from tcnvae.tuning.trial import build_model, build_trainer, seed_everything
 
 SHARED_DATA = Path(os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 GROUP_SIZE = 6

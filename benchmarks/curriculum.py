@@ -46,7 +46,8 @@ from tcnvae.data import WindowSet, load_source, prepare
 from tcnvae.data.sources import register_source
 from tcnvae.trainer import TrainingHealthWarning
 from tcnvae.tuning import CHECKPOINT_FILE, data_config, run_trial, validate_config
-from tcnvae.tuning.loop import build_model, build_trainer, load_trial_checkpoint
+from tcnvae.tuning.metrics import VAL_ACCURACY
+from tcnvae.tuning.trial import build_model, build_trainer, load_trial_checkpoint
 
 SHARED_DATA = Path(os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SOURCE = "uci_har_subject_groups"
@@ -99,7 +100,7 @@ def train_and_score(config: dict[str, Any]) -> tuple[float, float]:
     with warnings.catch_warnings():  # a weak fold's accuracy is a result here, not a health problem
         warnings.simplefilter("ignore", TrainingHealthWarning)
         _, target_accuracy = trainer.validate(data.test_loader())
-    return final["val/accuracy"], target_accuracy
+    return final[VAL_ACCURACY], target_accuracy
 
 
 def logo_accuracy(curriculum: str, groups: list[str], seed: int, epochs: int) -> float:

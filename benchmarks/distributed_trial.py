@@ -29,7 +29,7 @@ import ray
 from ray import tune
 
 from tcnvae.tuning import make_trainable, tune_logger_callbacks, validate_config
-from tcnvae.tuning.distributed import worker_group_starts
+from tcnvae.tuning.trainables import worker_group_starts
 
 SHARED_DATA = Path(os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

@@ -47,9 +47,9 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
-from tcnvae.tuning import cli, search
-from tcnvae.tuning.config import OBJECTIVES
-from tcnvae.tuning.results import summarise_search
+from tcnvae.tuning import cli, cluster, search
+from tcnvae.tuning.metrics import OBJECTIVES
+from tcnvae.tuning.report import summarise_search
 
 # One epoch of a model of a few hundred weights on 2 domains × 4 subjects × 10 s per activity: a trial
 # trains for a fraction of a second, so what the soak measures is the platform, not the training.
@@ -241,7 +241,7 @@ def soak(args: argparse.Namespace) -> Soak:
     loss_weights = runpy.run_path(str(Path(__file__).resolve().parents[1] / "searches" / "loss_weights.py"))
     space = cli.search_space(args, config, loss_weights["SPACE"], len(data.train))
     experiment = cli.experiment_path(args, "many_trials")
-    cli.start_ray(args, config)  # before the search, so the leak checks see what was there before it
+    cluster.start_ray(args, config)  # before the search, so the leak checks see what was there before it
 
     groups_before, workers_before = live_placement_groups(), ray_workers()
     driver = psutil.Process()

@@ -42,7 +42,8 @@ from ray import tune
 from tcnvae.data.pipeline import prepare
 from tcnvae.tuning import data_config, make_trainable, tune_logger_callbacks, validate_config
 from tcnvae.tuning.cli import prepare_data
-from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
+from tcnvae.tuning.metrics import VAL_ACCURACY
+from tcnvae.tuning.trial import build_model, build_trainer, seed_everything
 
 SHARED_DATA = Path(os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 DATA_FILES = {"hapt": "hapt_raw.npz", "uci_har": "uci_har_windows.npz"}
@@ -99,7 +100,7 @@ def tune_trial(config: dict, cpus: float, storage: str) -> TuneRun:
         raise RuntimeError(f"the Tune trial failed: {result.error}")
     epochs = result.metrics_dataframe["time_this_iter_s"]
     return TuneRun(seconds, result.metrics["time_total_s"], float(epochs.iloc[0]), statistics.median(epochs),
-                   result.metrics["val/accuracy"])
+                   result.metrics[VAL_ACCURACY])
 
 
 def trial_overhead(args: argparse.Namespace, storage: str) -> None:

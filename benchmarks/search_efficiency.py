@@ -22,6 +22,8 @@ from pathlib import Path
 
 import ray
 
+from tcnvae.tuning.metrics import VAL_ACCURACY
+
 LOSS_WEIGHTS = Path(__file__).resolve().parents[1] / "searches" / "loss_weights.py"
 
 
@@ -31,7 +33,7 @@ def search(scheduler: str, args: argparse.Namespace, storage: str) -> dict[str, 
     results = main(["--search", "random", "--scheduler", scheduler, "--num-samples", str(args.num_samples),
                     "--max-epochs", str(args.max_epochs), "--seed", str(args.seed),
                     "--storage-path", storage, "--name", scheduler])
-    return {f"{result.config['lr']:.6g}": (result.metrics["val/accuracy"], result.metrics["training_iteration"])
+    return {f"{result.config['lr']:.6g}": (result.metrics[VAL_ACCURACY], result.metrics["training_iteration"])
             for result in results}
 
 

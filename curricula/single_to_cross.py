@@ -38,6 +38,7 @@ from tcnvae.curriculum import (
     require_metric,
 )
 from tcnvae.model import TCNVAE
+from tcnvae.tuning.metrics import VAL_ACCURACY, domain_accuracy_metric
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class SingleToCross(CurriculumPolicy):
         if metrics is None:
             raise ValueError("single_to_cross with start='best_val_accuracy' needs the validation metrics "
                              "of the probe epochs")
-        accuracy = {d: require_metric(metrics, f"val/domain/{d}", self.policy_name) for d in domains}
+        accuracy = {d: require_metric(metrics, domain_accuracy_metric(d), self.policy_name) for d in domains}
         chosen = max(domains, key=lambda domain: accuracy[domain])
         logger.info("single_to_cross: starting on %s, the best per-domain validation accuracy after the probe "
                     "(%s)", chosen, ", ".join(f"{d} {a:.3f}" for d, a in accuracy.items()))
@@ -126,7 +127,7 @@ class SingleToCross(CurriculumPolicy):
             return True
         if self.switch != "plateau" or metrics is None or epoch <= probe:  # no single-domain epoch yet
             return False
-        accuracy = require_metric(metrics, "val/accuracy", self.policy_name)
+        accuracy = require_metric(metrics, VAL_ACCURACY, self.policy_name)
         if self._best is None or accuracy > self._best + self.min_delta:
             self._best, self._since_best = accuracy, 0
         else:

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from ray import tune
 
-from tcnvae.tuning import cli, cross_validation, schedulers, search
-from tcnvae.tuning.config import OBJECTIVES
-from tcnvae.tuning.results import summarise_search
+from tcnvae.tuning import cli, search, selection
+from tcnvae.tuning.metrics import OBJECTIVES
+from tcnvae.tuning.report import summarise_search
 
 RECIPE_DEFAULTS: dict = {}  # nothing on top of tcnvae.tuning.config.DEFAULT_CONFIG; change with --set
 NUM_SAMPLES = 8  # trials, unless --num-samples says otherwise
@@ -50,7 +50,7 @@ SPACE = {
 
 def main(argv: list[str] | None = None) -> tune.ResultGrid:
     parser = cli.search_parser(__doc__)
-    cross_validation.add_arguments(parser)  # --cross-validate N: choose among the N best over folds of people
+    selection.add_arguments(parser)  # --cross-validate N: choose among the N best over folds of people
     args = parser.parse_args(argv)
 
     # Everything is checked before Ray starts, every architecture of the space included.
@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
     cli.validate_space(config, SPACE)
     config, data = cli.prepare_data(config)  # every data problem now, in seconds, not in every trial
     metric = OBJECTIVES[config["objective"]]
-    cross_validation.check_cross_validation(args.cross_validate, args.folds, config, data, [metric])
-    scheduler = schedulers.asha(metric, config["max_epochs"], GRACE_PERIOD, REDUCTION_FACTOR)
+    selection.check_cross_validation(args.cross_validate, args.folds, config, data, [metric])
+    scheduler = search.asha(metric, config["max_epochs"], GRACE_PERIOD, REDUCTION_FACTOR)
     experiment = cli.experiment_path(args, "architecture")
 
     results = search.run_search(
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
         data=data)
     best = summarise_search(results, experiment, list(SPACE), [metric], score_test=not args.cross_validate)
     if best is not None and args.cross_validate:
-        cross_validation.cross_validate(results, experiment, metric, candidates=args.cross_validate,
+        selection.cross_validate(results, experiment, metric, candidates=args.cross_validate,
                                         folds=args.folds, cpus_per_trial=args.cpus_per_trial,
                                         gpus_per_trial=args.gpus_per_trial, max_failures=args.max_failures)
     return results

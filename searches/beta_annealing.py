@@ -33,11 +33,10 @@ from ray.tune.schedulers.pb2 import PB2
 
 from tcnvae import beta_schedules
 from tcnvae.checkpoints import load_checkpoint
-from tcnvae.tuning import cli, schedulers, search, spaces
-from tcnvae.tuning.config import OBJECTIVE_MODE, OBJECTIVES
-from tcnvae.tuning.loop import CHECKPOINT_FILE, run_trial
-from tcnvae.tuning.replay import load_replay, write_replay
-from tcnvae.tuning.results import summarise_search
+from tcnvae.tuning import cli, search
+from tcnvae.tuning.metrics import OBJECTIVE_MODE, OBJECTIVES, SCHEDULE_BETA, VAL_ACCURACY
+from tcnvae.tuning.report import summarise_search
+from tcnvae.tuning.trial import CHECKPOINT_FILE, load_replay, run_trial, write_replay
 
 # This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG. Change with --set KEY=VALUE.
 RECIPE_DEFAULTS = {"max_epochs": 12}
@@ -104,8 +103,8 @@ def replay(args: argparse.Namespace) -> list[dict[str, float]]:
 
     def report(metrics: dict[str, float], checkpoint: Path | None) -> None:
         history.append(metrics)
-        print(f"epoch {metrics['epoch']:.0f}: β={metrics['schedule/beta']:.3f} "
-              f"val/accuracy={metrics['val/accuracy']:.4f}", flush=True)
+        print(f"epoch {metrics['epoch']:.0f}: β={metrics[SCHEDULE_BETA]:.3f} "
+              f"{VAL_ACCURACY}={metrics[VAL_ACCURACY]:.4f}", flush=True)
 
     run_trial(config, report, log_dir=log_dir)
     print(f"TensorBoard: tensorboard --logdir {log_dir}")
@@ -121,7 +120,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
     if not 0 < args.quantile_fraction <= 0.5:
         raise ValueError(f"--quantile-fraction {args.quantile_fraction}: expected a fraction in (0, 0.5]")
     config = cli.base_config(args, {**RECIPE_DEFAULTS, "beta_schedule": args.beta_schedule})
-    interval = schedulers.perturbation_interval(args.perturbation_interval, config["max_epochs"])
+    interval = search.perturbation_interval(args.perturbation_interval, config["max_epochs"])
     config, data = cli.prepare_data(config)
     bounds = {**BOUNDS, **beta_schedules.search_bounds(args.beta_schedule)}
     if config["adapt"] == "unlabelled":
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid | list[dict[str, floa
     bounds = cli.search_space(args, config, bounds, len(data.train))
     metric = OBJECTIVES[config["objective"]]
     space = {key: tune.uniform(low, high) for key, (low, high) in bounds.items()}
-    explore = functools.partial(spaces.clamp_to_bounds, bounds=bounds)
+    explore = functools.partial(search.clamp_to_bounds, bounds=bounds)
     if args.scheduler == "pb2":
         scheduler = PB2(time_attr="training_iteration", metric=metric, mode=OBJECTIVE_MODE,
                         perturbation_interval=interval, hyperparam_bounds=bounds,

@@ -40,10 +40,11 @@ from optuna.distributions import CategoricalDistribution
 from ray import tune
 
 from tcnvae.curriculum import check_curriculum_spec
-from tcnvae.tuning import cli, schedulers, search
-from tcnvae.tuning.config import CURRICULUM_PREFIX, DEFAULT_CONFIG, OBJECTIVES, validate_config
-from tcnvae.tuning.curriculum_space import CurriculumSpace, policy_space
-from tcnvae.tuning.results import summarise_search
+from tcnvae.tuning import cli, search
+from tcnvae.tuning.config import CURRICULUM_PREFIX, DEFAULT_CONFIG, validate_config
+from tcnvae.tuning.metrics import OBJECTIVES
+from tcnvae.tuning.report import summarise_search
+from tcnvae.tuning.search import CurriculumSpace, policy_space
 
 # This search's starting point, on top of tcnvae.tuning.config.DEFAULT_CONFIG. Change with --set KEY=VALUE.
 RECIPE_DEFAULTS = {"max_epochs": 10}
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> tune.ResultGrid:
                                   also_searched=[f"curriculum (one of {', '.join(specs)}) and its parameters"])
     space = CurriculumSpace.from_tune(loss_space, specs, fixed)
     metric = OBJECTIVES[config["objective"]]
-    scheduler = schedulers.asha(metric, config["max_epochs"], args.grace_period, args.reduction_factor)
+    scheduler = search.asha(metric, config["max_epochs"], args.grace_period, args.reduction_factor)
     experiment = cli.experiment_path(args, "curriculum")
 
     results = search.run_search(

@@ -27,8 +27,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from tcnvae.tuning import cli
-from tcnvae.tuning.loop import build_model, build_trainer, seed_everything
-from tcnvae.tuning.results import write_csv
+from tcnvae.tuning.report import write_csv
+from tcnvae.tuning.trial import build_model, build_trainer, seed_everything
 
 # The test sets the rate itself, batch by batch: no learning-rate schedule on top. Everything else:
 # tcnvae.tuning.config.DEFAULT_CONFIG, changed with --set KEY=VALUE.

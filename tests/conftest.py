@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tcnvae.data import WindowSet, load_source, window_recordings
-from tcnvae.tuning.provenance import STATE_ENV
+from tcnvae.tuning.cluster import STATE_ENV
 
 SHARED_DATA = Path(
     os.environ.get("TCNVAE_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data")

@@ -32,7 +32,7 @@ SEARCHES = Path(__file__).resolve().parents[1] / "searches"
 # A model of a few hundred weights; data of 2 domains × 4 subjects × 10 s per activity: epochs of a second.
 TINY_MODEL_FLAGS = ["--set", "hidden_dims=[8]", "--set", "latent_dim=4", "--set", "head_hidden=16",
                     "--set", "decoder_channels=8"]
-TINY_FLAGS = [*TINY_MODEL_FLAGS, "--set",
+TINY_FLAGS = [*TINY_MODEL_FLAGS, "--set", 'datasets=["synthetic"]', "--set",
               'source_options={"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 10}}']
 
 

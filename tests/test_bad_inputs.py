@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pytest
 import ray
 
-from tcnvae.tuning import cli, config, provenance
+from tcnvae.tuning import cli, cluster, config
 
 from helpers import SEARCHES, refused
 
@@ -93,8 +93,8 @@ def test_a_listener_that_is_not_ray_is_given_up_on_in_bounded_time(tmp_path):
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        code = ("import sys; from tcnvae.tuning import cli; cli.CONNECT_SECONDS = 3; "
-                f"cli.join_cluster('127.0.0.1:{port}'); sys.exit('joined')")
+        code = ("import sys; from tcnvae.tuning import cluster; cluster.CONNECT_SECONDS = 3; "
+                f"cluster.join_cluster('127.0.0.1:{port}'); sys.exit('joined')")
         started = time.monotonic()
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
         seconds = time.monotonic() - started
@@ -106,7 +106,7 @@ def test_a_listener_that_is_not_ray_is_given_up_on_in_bounded_time(tmp_path):
 @pytest.mark.parametrize("address", ["127.0.0.1", "ray://:10001", "host:port"])
 def test_a_malformed_address_is_refused(address):
     with pytest.raises(ValueError, match="expected HOST:PORT"):
-        cli.join_cluster(address)
+        cluster.join_cluster(address)
 
 
 # -- where results go ---------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def test_a_name_that_leaves_the_storage_path_is_refused(no_ray, tmp_path, name):
 
 
 def test_num_samples_with_resume_is_warned_about(tmp_path, caplog, monkeypatch):
-    monkeypatch.setenv(provenance.STATE_ENV, str(tmp_path / "state"))
+    monkeypatch.setenv(cluster.STATE_ENV, str(tmp_path / "state"))
     (tmp_path / "e").mkdir()  # no pickled files yet: nothing to verify
     args = cli.search_parser("test").parse_args(["--storage-path", str(tmp_path), "--name", "e", "--resume",
                                                  "--num-samples", "20"])
@@ -162,7 +162,7 @@ def test_ctrl_c_and_sigterm_stop_a_running_search(ray_cluster, tmp_path, stop):
     argv = ["--storage-path", str(tmp_path), "--name", "stopped", "--num-samples", "4", "--max-epochs", "50",
             "--max-concurrent", "1", "--scheduler", "fifo", "--address", ray.get_runtime_context().gcs_address,
             "--set", "hidden_dims=[8]", "--set", "latent_dim=4", "--set", "head_hidden=16",
-            "--set", "decoder_channels=8"]
+            "--set", "decoder_channels=8", "--data", "synthetic"]
     driver = subprocess.Popen([sys.executable, str(SEARCHES / "loss_weights.py"), *argv],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -18,8 +18,8 @@ from tcnvae.data.loaders import WindowLoader
 from tcnvae.model import TCNVAE
 from tcnvae.trainer import OvernightTrainer, TCNVAETrainer
 from tcnvae.tuning.config import validate_config
-from tcnvae.tuning.loop import CHECKPOINT_FILE, TrialState, load_trial_checkpoint, save_trial_checkpoint
-from tcnvae.tuning.replay import history_entry, load_replay, write_replay
+from tcnvae.tuning.trial import CHECKPOINT_FILE, TrialState, load_trial_checkpoint, save_trial_checkpoint
+from tcnvae.tuning.trial import history_entry, load_replay, write_replay
 
 
 def tiny_model(seed: int = 0) -> TCNVAE:

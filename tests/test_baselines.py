@@ -21,7 +21,7 @@ from tcnvae.data.pipeline import prepare
 from tcnvae.tuning.config import data_config, validate_config
 from helpers import recipe
 
-SMALL_DATA = {"source_options": {"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 10}}}
+SMALL_DATA = {"datasets": ["synthetic"], "source_options": {"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 10}}}
 TINY_MODEL = {"hidden_dims": [8], "latent_dim": 4, "head_hidden": 16, "decoder_channels": 8}
 
 

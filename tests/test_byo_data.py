@@ -15,8 +15,8 @@ import ray
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.sample import Categorical
 
-from tcnvae.tuning import cli, schedulers, spaces, validate_config
-from tcnvae.tuning.results import trial_settings
+from tcnvae.tuning import cli, search, validate_config
+from tcnvae.tuning.report import trial_settings
 
 from helpers import TINY_FLAGS as TINY, TINY_MODEL_FLAGS as TINY_MODEL, arrays_file, read_csv, recipe
 
@@ -139,7 +139,7 @@ def test_config_and_set_keys_leave_the_search_space_and_batch_sizes_fit_the_trai
     printed = capsys.readouterr().out
     assert "batch_size choices [32, 64, 128] capped at 4" in printed
     assert "Fixed by --config/--set: lr=0.0005, beta=0.3, dropout=0.2" in printed
-    grid = cli.search_space(args, config, spaces.two_level_grid(loss_weights.SPACE), train_windows=2000)
+    grid = cli.search_space(args, config, search.two_level_grid(loss_weights.SPACE), train_windows=2000)
     assert grid["batch_size"] == {"grid_search": [32, 128]}  # enough data: nothing capped
     everything = cli.search_parser("test").parse_args(["--config", str(config_file)])
     with pytest.raises(ValueError, match="nothing is left to search"):
@@ -149,13 +149,13 @@ def test_config_and_set_keys_leave_the_search_space_and_batch_sizes_fit_the_trai
 def test_schedulers_fit_the_epochs_instead_of_failing_inside_ray(capsys):
     loss_weights = recipe("loss_weights")
     assert [loss_weights.default_grace_period(epochs) for epochs in (1, 3, 10, 40)] == [1, 1, 2, 10]
-    assert isinstance(schedulers.asha("val/accuracy", 10, loss_weights.default_grace_period(10), 2), ASHAScheduler)
-    assert isinstance(schedulers.asha("val/accuracy", 3, grace_period=4, reduction_factor=2), FIFOScheduler)
+    assert isinstance(search.asha("val/accuracy", 10, loss_weights.default_grace_period(10), 2), ASHAScheduler)
+    assert isinstance(search.asha("val/accuracy", 3, grace_period=4, reduction_factor=2), FIFOScheduler)
     assert "grace period 4 >= max_epochs 3" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--reduction-factor 1"):
-        schedulers.asha("val/accuracy", 10, grace_period=2, reduction_factor=1)
-    assert schedulers.perturbation_interval(2, 10) == 2
-    assert schedulers.perturbation_interval(4, 4) == 2
+        search.asha("val/accuracy", 10, grace_period=2, reduction_factor=1)
+    assert search.perturbation_interval(2, 10) == 2
+    assert search.perturbation_interval(4, 4) == 2
     assert "lowered to 2" in capsys.readouterr().out
 
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tcnvae.tuning.results import TEST_RECORD_KEY, trial_settings
+from tcnvae.tuning.report import TEST_RECORD_KEY, trial_settings
 from helpers import TINY_FLAGS as TINY, read_csv, recipe
 
 

@@ -266,12 +266,13 @@ def test_a_resumed_run_continues_in_the_same_stage(data, tmp_path):
     trainer, loader = tiny_trainer(data), data.train_loader()
     runner = CurriculumRunner(make_curriculum(spec, **params), trainer, loader, max_epochs=6)
     names = []
-    for epoch in range(3):
-        names.append(runner.before_epoch(epoch).name)
-        trainer.train_epoch(loader, epoch)
+
+    def after_epoch() -> None:
         trainer.validate(data.val_loader())
-        trainer.epoch = epoch + 1
         runner.after_epoch(flat_metrics(trainer))
+
+    trainer.train_epochs(loader, 3, before_epoch=lambda epoch: names.append(runner.before_epoch(epoch).name),
+                         after_epoch=after_epoch)
     trainer.save_checkpoint(tmp_path / "trainer.pt")
     saved = runner.state_dict()
     next_stage = runner.before_epoch(3)

@@ -16,8 +16,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import CHECKPOINT_FILE, load_replay, make_trainable, run_trial, validate_config, write_replay
-from tcnvae.tuning.curriculum_space import CurriculumSpace
-from tcnvae.tuning.results import trial_settings
+from tcnvae.tuning.search import CurriculumSpace
+from tcnvae.tuning.report import trial_settings
 from helpers import TINY_FLAGS, TINY_TRIAL as TINY, Recorder, recipe, run, tune_run
 
 STAGE = "curriculum/stage"

@@ -1,4 +1,4 @@
-"""Multi-worker trials (tcnvae.tuning.distributed) through Tune: one Ray Train run per trial, its epochs
+"""Multi-worker trials (tcnvae.tuning.trainables) through Tune: one Ray Train run per trial, its epochs
 streamed to Tune as they come, and an ASHA stop that takes the run's workers and placement group with it."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae.tuning import CHECKPOINT_FILE, cli, make_trainable, tune_logger_callbacks
 from tcnvae.tuning.config import validate_config
-from tcnvae.tuning.distributed import WORKER_STARTS_DIR, worker_group_starts
+from tcnvae.tuning.trainables import WORKER_STARTS_DIR, worker_group_starts
 from helpers import LOOP_METRICS, TINY_TRIAL as TINY, arrays_file
 
 CLEAN_UP_SECONDS = 60  # Ray removes a stopped run's actors and placement group asynchronously

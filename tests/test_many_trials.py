@@ -15,7 +15,7 @@ import pytest
 import ray
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from tcnvae.tuning import cli, provenance, search, validate_config
+from tcnvae.tuning import cli, cluster, search, validate_config
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "many_trials.py"
 
@@ -81,20 +81,20 @@ def test_max_concurrent_limits_a_random_search_too(tmp_path):
 def test_the_digest_recorder_checks_known_files_every_step_and_lists_for_new_ones_now_and_then(tmp_path, monkeypatch):
     """Listing the experiment folder at each of Tune's steps took a fifth of a 300-trial search's driver time:
     a changed state file is still recorded at the next step, a new one at the next listing."""
-    monkeypatch.setenv(provenance.STATE_ENV, str(tmp_path / "state"))
+    monkeypatch.setenv(cluster.STATE_ENV, str(tmp_path / "state"))
     folder = tmp_path / "experiment"
     (folder / "000_trial").mkdir(parents=True)
     (folder / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 1}))
-    recorder = provenance.DigestRecorder(str(folder))
+    recorder = cluster.DigestRecorder(str(folder))
     recorder.on_step_end(iteration=1, trials=[])  # the first step lists
     (folder / "tuner.pkl").write_bytes(pickle.dumps({"tuner": 2}))
     (folder / "000_trial" / "error.pkl").write_bytes(pickle.dumps("boom"))
     recorder.on_step_end(iteration=2, trials=[])
     with pytest.raises(ValueError, match=r"000_trial/error.pkl cannot be verified"):  # tuner.pkl is not named
-        provenance.verify_experiment(str(folder))
-    monkeypatch.setattr(provenance, "LISTING_SECONDS", 0.0)
+        cluster.verify_experiment(str(folder))
+    monkeypatch.setattr(cluster, "LISTING_SECONDS", 0.0)
     recorder.on_step_end(iteration=3, trials=[])
-    provenance.verify_experiment(str(folder))
+    cluster.verify_experiment(str(folder))
 
 
 def test_without_address_a_search_starts_its_own_ray_instead_of_joining_another_jobs(monkeypatch, tmp_path):
@@ -104,5 +104,5 @@ def test_without_address_a_search_starts_its_own_ray_instead_of_joining_another_
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "init", lambda **options: started.append(options))
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}])
-    cli.start_ray(cli.search_parser("test").parse_args(["--storage-path", str(tmp_path)]), validate_config({}))
-    assert started == [{"address": "local"}]
+    cluster.start_ray(cli.search_parser("test").parse_args(["--storage-path", str(tmp_path)]), validate_config({}))
+    assert [options["address"] for options in started] == ["local"]  # other options: the console's logging

@@ -13,7 +13,7 @@ from tcnvae.data.loaders import WindowLoader
 from tcnvae.model import TCNVAE
 from tcnvae.objective import Objective
 from tcnvae.trainer import TCNVAETrainer
-from tcnvae.tuning.build import build_trainer
+from tcnvae.tuning.trial import build_trainer
 from tcnvae.tuning.config import mutable_keys, validate_config
 from helpers import recipe
 

@@ -15,8 +15,8 @@ import pytest
 import ray
 
 from tcnvae.trainer import TrainingDivergedError
-from tcnvae.tuning import cli, failures, provenance, search
-from tcnvae.tuning.progress import SearchProgress, quiet_worker_logging
+from tcnvae.tuning import cli, cluster, search, trainables
+from tcnvae.tuning.report import SearchProgress, quiet_worker_logging
 
 from helpers import SEARCHES, TINY_FLAGS as TINY, TINY_MODEL_FLAGS as TINY_MODEL, arrays_file, read_csv, recipe
 
@@ -31,13 +31,13 @@ def _run(argv: list[str], main=None) -> int:
 
 def test_a_recurring_error_is_recorded_and_its_retry_refuses_at_once(tmp_path):
     with pytest.raises(TrainingDivergedError):
-        with failures.no_retry_of_recurring_errors(tmp_path):
+        with trainables.no_retry_of_recurring_errors(tmp_path):
             raise TrainingDivergedError("the loss was non-finite; lower the learning rate")
-    record = json.loads((tmp_path / failures.RECORD_FILE).read_text())
+    record = json.loads((tmp_path / trainables.RECORD_FILE).read_text())
     assert record["error"] == "TrainingDivergedError: the loss was non-finite; lower the learning rate"
     trained = []
-    with pytest.raises(failures.RecurringTrialError, match="not retried: TrainingDivergedError") as refused:
-        with failures.no_retry_of_recurring_errors(tmp_path):
+    with pytest.raises(trainables.RecurringTrialError, match="not retried: TrainingDivergedError") as refused:
+        with trainables.no_retry_of_recurring_errors(tmp_path):
             trained.append(1)
     assert trained == [] and refused.value.user_error
 
@@ -46,17 +46,17 @@ def test_a_recurring_error_is_recorded_and_its_retry_refuses_at_once(tmp_path):
                                    RuntimeError("CUDA error: an illegal memory access")])
 def test_an_error_of_the_moment_is_left_to_tunes_retry(tmp_path, error):
     with pytest.raises(type(error)):
-        with failures.no_retry_of_recurring_errors(tmp_path):
+        with trainables.no_retry_of_recurring_errors(tmp_path):
             raise error
-    assert not (tmp_path / failures.RECORD_FILE).exists()
-    with failures.no_retry_of_recurring_errors(tmp_path):
+    assert not (tmp_path / trainables.RECORD_FILE).exists()
+    with trainables.no_retry_of_recurring_errors(tmp_path):
         pass  # the retry trains
 
 
 def test_a_resumed_search_another_ray_job_tries_an_errored_trial_again(tmp_path):
-    (tmp_path / failures.RECORD_FILE).write_text(json.dumps({"error": "ValueError: x", "user_error": True,
+    (tmp_path / trainables.RECORD_FILE).write_text(json.dumps({"error": "ValueError: x", "user_error": True,
                                                              "job": "an earlier job"}))
-    with failures.no_retry_of_recurring_errors(tmp_path):
+    with trainables.no_retry_of_recurring_errors(tmp_path):
         pass
 
 
@@ -83,11 +83,11 @@ def test_a_programming_error_keeps_its_traceback():
 
 
 def test_a_failed_search_is_one_line_for_a_user_error_and_the_traceback_for_a_bug(capsys):
-    user = failures.SearchFailedError("every trial failed; all 2 trials with TrainingDivergedError: x", True,
+    user = trainables.SearchFailedError("every trial failed; all 2 trials with TrainingDivergedError: x", True,
                                       "Traceback ... TrainingDivergedError: x")
     assert _run([], _raising(user)) == 2
     assert capsys.readouterr().err.splitlines() == [f"error: {user}"]
-    bug = failures.SearchFailedError("every trial failed; all 2 trials with TypeError: y", False,
+    bug = trainables.SearchFailedError("every trial failed; all 2 trials with TypeError: y", False,
                                      "Traceback (most recent call last):\n  ...\nTypeError: y")
     assert _run([], _raising(bug)) == 1
     err = capsys.readouterr().err
@@ -100,17 +100,17 @@ def _failed(error: BaseException | None):
 
 def test_a_search_is_failed_only_when_every_trial_failed_and_the_cause_decides_the_status(tmp_path):
     diverged = TrainingDivergedError("the loss was non-finite; lower the learning rate")
-    refused = failures.RecurringTrialError(f"not retried: {failures.describe(diverged)} (it would recur)")
-    failures.check_search_outcome([_failed(diverged), _failed(None)], tmp_path)  # one trial finished
-    failures.check_search_outcome([], tmp_path)
-    with pytest.raises(failures.SearchFailedError) as failed:
-        failures.check_search_outcome([_failed(refused), _failed(diverged), _failed(TypeError("bad operand"))],
+    refused = trainables.RecurringTrialError(f"not retried: {trainables.describe(diverged)} (it would recur)")
+    trainables.check_search_outcome([_failed(diverged), _failed(None)], tmp_path)  # one trial finished
+    trainables.check_search_outcome([], tmp_path)
+    with pytest.raises(trainables.SearchFailedError) as failed:
+        trainables.check_search_outcome([_failed(refused), _failed(diverged), _failed(TypeError("bad operand"))],
                                       tmp_path)
     assert str(failed.value).startswith("every trial failed; 2 of the 3 trials with TrainingDivergedError: the "
                                         "loss was non-finite; lower the learning rate (1 other error ended the rest)")
     assert failed.value.user_error and str(tmp_path) in str(failed.value)
-    with pytest.raises(failures.SearchFailedError) as failed:
-        failures.check_search_outcome([_failed(TypeError("bad operand"))], tmp_path)
+    with pytest.raises(trainables.SearchFailedError) as failed:
+        trainables.check_search_outcome([_failed(TypeError("bad operand"))], tmp_path)
     assert not failed.value.user_error and "TypeError: bad operand" in str(failed.value)
 
 
@@ -151,7 +151,7 @@ def test_on_a_terminal_the_progress_line_is_rewritten_in_place_and_failures_go_a
 # --- --resume names what it ignores ---
 
 def test_resume_names_the_settings_it_ignores(tmp_path, caplog, monkeypatch):
-    monkeypatch.setenv(provenance.STATE_ENV, str(tmp_path / "state"))
+    monkeypatch.setenv(cluster.STATE_ENV, str(tmp_path / "state"))
     (tmp_path / "e").mkdir()
     args = cli.search_parser("test").parse_args([
         "--storage-path", str(tmp_path), "--name", "e", "--resume", "--set", "lr=0.01", "--max-epochs", "3",

@@ -24,9 +24,10 @@ from tcnvae.evaluate import activity_probabilities, score
 from tcnvae.final_model import read_search_choice
 from tcnvae.predict import Predictor, main as predict_main
 from tcnvae.tuning import CHECKPOINT_FILE, cli, data_config, validate_config
-from tcnvae.tuning.loop import target_slice_subjects
-from tcnvae.tuning.results import TEST_RECORD_KEY, leaderboard_test_column, trial_settings
-from tcnvae.tuning.scoring import load_trial_model, near_chance_warning, scored_test_windows
+from tcnvae.tuning.metrics import leaderboard_test_column
+from tcnvae.tuning.report import (TEST_RECORD_KEY, load_trial_model, near_chance_warning, scored_test_windows,
+                                  trial_settings)
+from tcnvae.tuning.trial import target_slice_subjects
 from helpers import TINY_FLAGS as TINY, read_csv, recipe
 
 SEARCH = ["--num-samples", "2", "--max-epochs", "2", "--max-concurrent", "1", "--scheduler", "fifo",

@@ -23,9 +23,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from tcnvae.checkpoints import load_checkpoint
 from tcnvae import beta_schedules
-from tcnvae.tuning import CHECKPOINT_FILE, cli, search, spaces, validate_config
-from tcnvae.tuning.progress import SNAPSHOT_LOGGER, SNAPSHOT_WARNING, SearchProgress, format_duration
-from tcnvae.tuning.results import pareto_front, rank, trial_settings, write_csv
+from tcnvae.tuning import CHECKPOINT_FILE, cli, search, validate_config
+from tcnvae.tuning.report import (SNAPSHOT_LOGGER, SNAPSHOT_WARNING, SearchProgress, format_duration, pareto_front,
+                                  rank, trial_settings, write_csv)
 
 from helpers import TINY_FLAGS as TINY, TINY_MODEL_FLAGS as TINY_MODEL, epochs_reported, read_csv, recipe
 
@@ -92,7 +92,7 @@ def test_a_new_search_starts_from_the_defaults_moved_into_its_ranges():
     assert search.defaults_trial({**config, "batch_size": tune.choice([16, 32])}, config) == {"batch_size": 32}
     assert search.defaults_trial({**config, "max_epochs": tune.randint(5, 20)}, config) == {"max_epochs": 19}
     assert search.defaults_trial({**config, "optimizer": tune.choice(["sgd"])}, config) is None  # nothing near
-    assert search.defaults_trial({**config, **spaces.two_level_grid(space)}, config) is None  # a grid is its own design
+    assert search.defaults_trial({**config, **search.two_level_grid(space)}, config) is None  # a grid is its own design
     assert search.defaults_trial(config, config) is None  # nothing searched
 
 
@@ -116,12 +116,12 @@ def test_the_recipes_search_the_ranges_their_docstrings_quote():
     assert beta_annealing.ADAPTATION_BOUNDS == {key: describe(domain)[2]
                                                 for key, domain in loss_weights.ADAPTATION_SPACE.items()}
     # --search grid: each range's two ends, 2^6 = 64 combinations.
-    grid = spaces.two_level_grid(loss_weights.SPACE)
+    grid = search.two_level_grid(loss_weights.SPACE)
     assert grid == {"lr": {"grid_search": [5e-4, 5e-3]}, "beta": {"grid_search": [0.1, 1.0]},
                     "lambda_act": {"grid_search": [1.0, 5.0]}, "lambda_dom": {"grid_search": [0.01, 0.1]},
                     "batch_size": {"grid_search": [32, 128]}, "dropout": {"grid_search": [0.1, 0.5]}}
     with pytest.raises(ValueError, match="no low and high end"):
-        spaces.two_level_grid({"hidden_dims": tune.sample_from(lambda _: [64])})
+        search.two_level_grid({"hidden_dims": tune.sample_from(lambda _: [64])})
 
 
 def test_search_space_ends_are_validated():

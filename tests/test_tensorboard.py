@@ -18,8 +18,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from tcnvae.tuning import cli, run_trial
-from tcnvae.tuning.importance import parameter_importance
+from tcnvae.tuning import run_trial, search
+from tcnvae.tuning.report import parameter_importance
 from tcnvae.tuning.tensorboard import (
     CONFUSION_TAG,
     IMPORTANCE_TAG,
@@ -74,9 +74,9 @@ def test_search_space_entries_become_hparams_domains():
 def test_trial_names_start_with_the_index_and_spell_out_the_drawn_values():
     trial = SimpleNamespace(experiment_tag="7_batch_size=64,lr=0.0003",
                             evaluated_params={"lr": 0.000321, "batch_size": 64, "curriculum.self_paced.ramp_epochs": 3})
-    assert cli.trial_dirname(trial) == "007_batch_size=64_ramp_epochs=3_lr=0.00032"
+    assert search.trial_dirname(trial) == "007_batch_size=64_ramp_epochs=3_lr=0.00032"
     long = SimpleNamespace(experiment_tag="12", evaluated_params={f"key{i}": 0.123456 for i in range(30)})
-    assert len(cli.trial_dirname(long)) == cli.TRIAL_NAME_LENGTH and cli.trial_dirname(long).startswith("012_")
+    assert len(search.trial_dirname(long)) == search.TRIAL_NAME_LENGTH and search.trial_dirname(long).startswith("012_")
 
 
 def test_confusion_images_have_their_own_group_and_both_axes_labelled(tmp_path):

@@ -17,8 +17,7 @@ from tcnvae.curriculum import CurriculumRunner
 from tcnvae.final_model import train_final_model
 from tcnvae.tuning import cli
 from tcnvae.data.pipeline import prepare
-from tcnvae.tuning import loop
-from tcnvae.tuning.loop import Trial, trial_data
+from tcnvae.tuning.trial import Trial, trial_data
 from tcnvae.tuning import (
     CHECKPOINT_FILE,
     MUTABLE_KEYS,
@@ -173,7 +172,7 @@ def test_a_trial_on_the_searchs_prepared_data_computes_what_it_would_on_its_own(
     a trial that searches a loader setting shares the windows, one that changes the windows prepares."""
     config, data = cli.prepare_data(validate_config({**TINY, "max_epochs": 2}))
     preparations = []
-    monkeypatch.setattr(loop, "prepare", lambda wanted: preparations.append(wanted) or prepare(wanted))
+    monkeypatch.setattr("tcnvae.tuning.trial.prepare", lambda wanted: preparations.append(wanted) or prepare(wanted))
     for change, shares in (({}, True), ({"batch_size": 8}, True), ({"val_fraction": 0.4}, False)):
         trial_config = validate_config({**config, **change})
         own, shared = Recorder(tmp_path / f"own{change}"), Recorder(tmp_path / f"shared{change}")

@@ -12,7 +12,7 @@ from tcnvae.data import DataConfig, prepare
 from tcnvae.data.splits import unlabelled_target_split, with_subject_groups
 from tcnvae.tuning import cli
 from tcnvae.tuning.config import ADAPT_DEFAULTS, validate_config
-from tcnvae.tuning.loop import run_trial
+from tcnvae.tuning.trial import run_trial
 from tcnvae.tuning.selection import dev_risk, importance_weights
 from helpers import TINY_FLAGS as TINY, read_csv, recipe
 

@@ -12,7 +12,7 @@ from tcnvae.checkpoints import load_checkpoint
 from tcnvae.data.pipeline import prepare
 from tcnvae.trainer import TCNVAETrainer
 from tcnvae.tuning import CHECKPOINT_FILE
-from tcnvae.tuning.build import build_model, build_trainer
+from tcnvae.tuning.trial import build_model, build_trainer
 from tcnvae.tuning.config import data_config, validate_config
 from helpers import TINY_TRIAL as TINY, loaders, run, small_model
 

@@ -35,6 +35,7 @@ from tcnvae.data.metrics import classification_report
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.data.windows import WindowSet
 from tcnvae.tuning.config import data_config, validate_config
+from tcnvae.tuning.metrics import VAL_ACCURACY, VAL_MACRO_F1
 
 NAME = "random forest"
 PERCENTILES = (10, 25, 50, 75, 90)
@@ -132,7 +133,7 @@ def summary_lines(baseline: BaselineResult, best: Mapping[str, Any]) -> list[str
     """What a search summary prints: the baseline's scores, and a plain verdict against the best trial
     on validation (accuracy and macro-F1, which every trial reports whatever its objective)."""
     lines = [f"baseline ({NAME}): val {_pair(baseline.val)}, test {_pair(baseline.test)}"]
-    trial = {"accuracy": float(best["val/accuracy"]), "macro_f1": float(best["val/macro_f1"])}
+    trial = {"accuracy": float(best[VAL_ACCURACY]), "macro_f1": float(best[VAL_MACRO_F1])}
     if math.isnan(baseline.val["accuracy"]):
         return lines + ["  (no validation windows: the best trial cannot be compared with the baseline)"]
     behind = [key for key in trial if not trial[key] > baseline.val[key]]

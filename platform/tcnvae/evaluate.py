@@ -82,12 +82,61 @@ def activity_probabilities(model: nn.Module, signals: np.ndarray, batch_size: in
     return probabilities.numpy()
 
 
-def score(model: nn.Module, windows: WindowSet, domain_by: str, domain_names: list[str]) -> dict[str, Any]:
+def check_activities_present(present: Sequence[str], activities: Sequence[str]) -> list[str]:
+    """``present`` if every name is one of the model's ``activities`` (and there is one), else a ValueError
+    naming the unknown ones and listing the model's."""
+    unknown = [name for name in present if name not in activities]
+    if unknown or not present:
+        problem = f"unknown activities {unknown}" if unknown else "no activity named"
+        raise ValueError(f"activities present: {problem}; the model knows {', '.join(activities)}")
+    return list(present)
+
+
+def restrict_probabilities(probabilities: np.ndarray, activities: Sequence[str],
+                           present: Sequence[str] | None) -> np.ndarray:
+    """``probabilities`` (N, activities) with the activities not in ``present`` set to 0 and each row
+    renormalised over those that are: the model asked "which of these?" (None: unchanged)."""
+    if present is None:
+        return probabilities
+    keep = np.isin(np.asarray(activities), check_activities_present(present, activities))
+    restricted = np.where(keep, probabilities, 0.0)
+    total = restricted.sum(axis=1, keepdims=True)
+    # A row whose every present activity has probability 0 (float underflow) spreads evenly over them.
+    return np.where(total > 0, restricted / np.where(total > 0, total, 1.0), keep / keep.sum()).astype(np.float32)
+
+
+def training_activities(train: WindowSet) -> list[str]:
+    """The activities ``train`` has windows of: all a target can be scored on (:func:`score`'s
+    ``scored_activities``); the model's head may hold more (a pooled label space)."""
+    return [name for name, count in train.class_counts().items() if count > 0]
+
+
+def score(model: nn.Module, windows: WindowSet, domain_by: str, domain_names: list[str], *,
+          scored_activities: Sequence[str] | None = None,
+          activities_present: Sequence[str] | None = None) -> dict[str, Any]:
     """Accuracy, macro-F1, per-activity F1, per-domain and worst-domain accuracy and the confusion matrix
-    of ``model`` on ``windows`` (standardised as in training), as plain JSON-ready values."""
+    of ``model`` on ``windows`` (standardised as in training), as plain JSON-ready values.
+
+    ``scored_activities`` (the sources' training activities, :func:`training_activities`): only windows of
+    these activities are scored; the others' are left out and counted by activity in
+    ``unscored_activities`` (a held-out dataset's activities the sources never taught). ``activities_present``:
+    the predictions are restricted to these activities (:func:`restrict_probabilities`), as a user who
+    knows which activities occur restricts ``predict``.
+    """
+    unscored: dict[str, int] = {}
+    if scored_activities is not None:
+        names = np.asarray(windows.activity_names)[windows.activity] if len(windows) else np.zeros(0, str)
+        kept = np.isin(names, list(scored_activities))
+        unscored = {name: int((names == name).sum()) for name in windows.activity_names if (names == name).any()
+                    and name not in scored_activities}
+        if len(windows) and not kept.any():
+            raise ValueError(f"none of the scored windows' activities ({', '.join(unscored)}) has training windows "
+                             f"(the sources teach {', '.join(scored_activities)}): nothing can be scored")
+        windows = windows.subset(kept)
     if len(windows) == 0:
         raise ValueError("there are no windows to score (an empty split)")
-    predictions = activity_probabilities(model, windows.signals).argmax(axis=1)
+    probabilities = activity_probabilities(model, windows.signals)
+    predictions = restrict_probabilities(probabilities, windows.activity_names, activities_present).argmax(axis=1)
     domains, _ = windows.domain_ids(domain_by, domain_names)
     report = classification_report(windows.activity, predictions, len(windows.activity_names),
                                    domains=domains, domain_names=domain_names)
@@ -106,4 +155,8 @@ def score(model: nn.Module, windows: WindowSet, domain_by: str, domain_names: li
         "per_activity_f1": per_activity_f1,
         "confusion": matrix.tolist(),
         "activities": list(windows.activity_names),
+        **({} if scored_activities is None else {
+            "scored_activities": [name for name in windows.activity_names if name in scored_activities],
+            "unscored_activities": unscored}),
+        **({} if activities_present is None else {"activities_present": list(activities_present)}),
     }

@@ -60,14 +60,14 @@ from tcnvae.checkpoints import (atomic_write, check_writable_folder, load_checkp
 from tcnvae.data.harmonise import channel_set_names
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.data.windows import WindowSet
-from tcnvae.evaluate import Ensemble, InferenceModel, activity_probabilities, score
+from tcnvae.data.orientation import input_channels
+from tcnvae.evaluate import Ensemble, InferenceModel, activity_probabilities, score, training_activities
 from tcnvae.model import TCNVAE
 from tcnvae.tuning.config import data_config, validate_config
-from tcnvae.tuning.build import build_model, build_trainer, train_metrics
-from tcnvae.tuning.loop import build_curriculum, seed_everything
-from tcnvae.tuning.results import TEST_RECORD_KEY, trial_settings
-from tcnvae.tuning.scoring import scored_test_windows
+from tcnvae.tuning.metrics import train_metrics
+from tcnvae.tuning.report import TEST_RECORD_KEY, scored_test_windows, trial_settings
 from tcnvae.tuning.tensorboard import confusion_image
+from tcnvae.tuning.trial import build_curriculum, build_model, build_trainer, seed_everything
 
 FORMAT = "tcnvae-final-model/1"
 WEIGHTS_FILE = "weights.pt"
@@ -78,7 +78,10 @@ MODEL_FILES = (WEIGHTS_FILE, CARD_FILE, EXPORT_FILE, CONFUSION_FILE)
 """What a model folder holds; a folder of these files only is one ``replace`` may remove."""
 CARD_KEYS = ("activities", "channel_set", "sample_rate", "window_length", "hop_seconds", "normaliser")
 """What predict reads from a model card: a card lacking any of them is refused, naming them."""
-MEANING_KEYS = ("activities", "channel_set", "sample_rate", "window_length", "normaliser")
+INPUT_KEYS = ("gravity_align", "magnitude_channels", "normalise_by")
+"""The data settings that make a model's input from a recording (tcnvae.data.orientation, normalise):
+predict repeats them; a card without them (written before them) means each one off ("pooled")."""
+MEANING_KEYS = ("activities", "channel_set", "sample_rate", "window_length", "normaliser") + INPUT_KEYS
 """Card entries that give the weights' outputs their meaning: weights.pt holds them too (``trained_with``),
 and a card whose copy differs (activities reordered, another normaliser) is refused."""
 EXPORT_TOLERANCE = 1e-5
@@ -255,7 +258,9 @@ def write_final_model(output: str | Path, model: TCNVAE | Ensemble, data: Prepar
     config = {**choice.config, **NO_VALIDATION}
     model = model.cpu().eval()
     test = scored_test_windows(data, config)
-    metrics = score(model, test, config["domain_by"], data.domain_names) if len(test) else None
+    # Scored on the activities training taught (a held-out dataset's others are named, unscored).
+    metrics = score(model, test, config["domain_by"], data.domain_names, scored_activities=training_activities(
+        data.train), activities_present=data.config.activities_present) if len(test) else None
     inference = InferenceModel(model, data.standardiser)
     check_on = physical(test if len(test) else data.train, data)
     program = export_model(inference, check_on)
@@ -263,7 +268,7 @@ def write_final_model(output: str | Path, model: TCNVAE | Ensemble, data: Prepar
     members = ensemble_members(model)
     weights = ({"model_state": members[0].state_dict()} if len(members) == 1 else
                {"member_states": [member.state_dict() for member in members]})
-    channels = channel_set_names(config["channel_set"])
+    channels = data.channel_names
     card = {
         "format": FORMAT,
         "activities": list(data.activity_names),
@@ -274,6 +279,8 @@ def write_final_model(output: str | Path, model: TCNVAE | Ensemble, data: Prepar
         "window_length": int(data.window_length),
         "channel_set": config["channel_set"],
         "normaliser": data.standardiser.state_dict(),
+        **{key: getattr(data.config, key) for key in INPUT_KEYS},
+        "activities_present": data.config.activities_present,
         "model_config": members[0].config,
         "config": config,
         "trained_on": {"split": data.config.split, "epochs": choice.epochs, "windows": len(data.train),
@@ -289,7 +296,9 @@ def write_final_model(output: str | Path, model: TCNVAE | Ensemble, data: Prepar
                   "confusion_matrix": CONFUSION_FILE if metrics is not None else None},
         "exported_model": "torch.export.load('model.pt2').module()(windows) with windows (batch, "
                           f"{data.window_length}, {len(channels)}) float32 in the channels' units, not "
-                          "normalised (the program normalises); returns (batch, activities) probabilities",
+                          "normalised (the program normalises); returns (batch, activities) probabilities"
+                          + (". normalise_by=dataset: standardise each channel of the windows by their own mean "
+                             "and std first (tcnvae.predict does)" if data.config.normalise_by == "dataset" else ""),
     }
 
     def write(folder: Path) -> None:
@@ -453,14 +462,14 @@ def _check_card_meaning(card: Mapping[str, Any], trained_with: Mapping[str, Any]
     fix = "restore the card searches/final_model.py wrote, or write the model again with it"
     for key in MEANING_KEYS if trained_with is not None else ():
         # Compared as JSON reads them: the card has been through JSON, the weights' copy not.
-        written = json.loads(json.dumps(trained_with[key]))
-        if card[key] != written:
+        written = json.loads(json.dumps(trained_with.get(key)))
+        if card.get(key) != written:
             change = ("lists the activities in another order or under other names than the model's outputs"
                       if key == "activities" else f"has another {key} than the weights were trained with")
-            raise ValueError(f"model card {where} {change}: the card has {_short(card[key])}, the weights "
+            raise ValueError(f"model card {where} {change}: the card has {_short(card.get(key))}, the weights "
                              f"{_short(written)}; {fix}")
     shape = ensemble_members(model)[0].config
-    channels = channel_set_names(card["channel_set"])
+    channels = model_channels(card)
     normaliser = card["normaliser"]
     mismatches = [f"{name}: the card has {has}, the model {wants}" for name, has, wants in (
         ("activities", len(card["activities"]), shape["num_activities"]),
@@ -470,6 +479,11 @@ def _check_card_meaning(card: Mapping[str, Any], trained_with: Mapping[str, Any]
     if mismatches:
         raise ValueError(f"model card {where} does not fit the model in {WEIGHTS_FILE} "
                          f"({'; '.join(mismatches)}): the weights are another model's; {fix}")
+
+
+def model_channels(card: Mapping[str, Any]) -> list[str]:
+    """The channels a card's model reads: its channel set's, then their magnitudes if it was trained with them."""
+    return input_channels(channel_set_names(card["channel_set"]), bool(card.get("magnitude_channels", False)))
 
 
 def _short(value: Any) -> str:

@@ -1,6 +1,7 @@
 """Predict activities in a recording with a final model (``searches/final_model.py``'s folder).
 
     python -m tcnvae.predict MODEL_DIR INPUT [--output OUT.csv] [--sample-rate HZ] [--top-k 3]
+                             [--activities walking,sitting]
 
 INPUT is a ``.npz`` in the arrays format (:mod:`tcnvae.data.sources.arrays`: ``signals``,
 ``channel_names``, ``sample_rate``, optionally ``offsets`` for several recordings; ``labels`` are not
@@ -8,9 +9,18 @@ needed and are ignored) or a ``.csv`` whose header names the channels (``acc_x, 
 ...``: acc in g, gyro in rad/s) with ``--sample-rate`` or a ``time`` column in seconds. The recording
 goes through the training pipeline's own steps (channel selection with body acceleration derived
 from total acceleration when the model needs it, anti-aliased resampling to the model's rate,
-windows of the model's length and hop, the model's training standardisation), and each window gets a
-row: recording, window, start and end time in seconds, the predicted activity and its probability,
-then the next ``top_k - 1`` activities and theirs. Without ``--output`` the CSV goes to stdout.
+windows of the model's length and hop, gravity alignment and magnitude channels if the model was
+trained with them, the model's training standardisation), and each window gets a row: recording,
+window, start and end time in seconds, the predicted activity and its probability, then the next
+``top_k - 1`` activities and theirs. Without ``--output`` the CSV goes to stdout.
+
+A model trained with ``normalise_by="dataset"`` (each dataset standardised by its own statistics) has
+the input standardised by the input's own statistics first, all its windows together, as a held-out
+dataset was in training: a short input (under :data:`OWN_STATISTICS_WINDOWS` windows) gets a warning,
+since a few moments of one activity are poor statistics. ``--activities`` names the activities that can
+occur (the card's ``activities_present`` when not given): the others' probabilities are set to 0 and
+each row's renormalised over the named ones, so a model that knows "typing" does not answer it for a
+phone in a pocket on the stairs; a name the model does not know is refused with the model's list.
 
 Checked first, each with the fix in its message: that the model card and the weights belong together
 (:func:`tcnvae.final_model.load_model_folder`), an ``--output`` that is a folder or cannot be written,
@@ -49,7 +59,9 @@ from tcnvae.data.sources import load_source
 from tcnvae.data.sources.parsing import read_npz
 from tcnvae.data.taxonomy import ACTIVITIES
 from tcnvae.data.windows import WindowSet
-from tcnvae.evaluate import Ensemble, InferenceModel, activity_probabilities
+from tcnvae.data.orientation import orient
+from tcnvae.evaluate import (Ensemble, InferenceModel, activity_probabilities, check_activities_present,
+                             restrict_probabilities)
 from tcnvae.final_model import ModelCardWarning, load_model_folder
 from tcnvae.model import TCNVAE
 
@@ -63,6 +75,9 @@ milliseconds read as seconds make even a 1 kHz recording step at 1 Hz."""
 TIME_UNITS = (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9))
 """Units a time column that is not in seconds may be in, tried in this order (per second)."""
 GAP_STEPS = 10
+OWN_STATISTICS_WINDOWS = 50
+"""normalise_by="dataset": an input of fewer windows (about a minute at the usual hop) is standardised by
+statistics of too little movement to stand for a dataset's, and is warned about."""
 """A time-column step longer than this many typical steps is a gap (samples lost or a pause in
 recording); smaller irregularities are a phone's ordinary jitter."""
 
@@ -211,6 +226,11 @@ class Predictor:
         self.window_length = int(card["window_length"])
         self.hop = int(round(card["hop_seconds"] * self.sample_rate))  # as window_recordings rounds it
         self.model = InferenceModel(model, Standardiser.from_state_dict(card["normaliser"])).eval()
+        # Cards written before these settings existed had them off.
+        self.gravity_align = bool(card.get("gravity_align", False))
+        self.magnitude_channels = bool(card.get("magnitude_channels", False))
+        self.normalise_by = card.get("normalise_by", "pooled")
+        self.activities_present: list[str] | None = card.get("activities_present")
 
     @classmethod
     def load(cls, model_dir: str | Path) -> Predictor:
@@ -219,14 +239,19 @@ class Predictor:
         return cls(*load_model_folder(model_dir))
 
     def predict(self, recording: str | Path | Recording | Sequence[Recording] | WindowSet, *,
-                sample_rate: float | None = None, top_k: int = 3, unit_check: bool = True) -> Predictions:
+                sample_rate: float | None = None, top_k: int = 3, unit_check: bool = True,
+                activities: Sequence[str] | None = None) -> Predictions:
         """Predictions for a file (.npz or .csv), a :class:`Recording` or a list of them, or a WindowSet.
 
         ``sample_rate`` overrides a file's; ``unit_check=False`` skips the unit checks (for data whose
-        ranges are unusual but whose units are right).
+        ranges are unusual but whose units are right); ``activities``: the only activities predicted
+        (default: the card's ``activities_present``, else all), at most ``top_k`` of them listed.
         """
         if not 1 <= top_k <= len(self.activities):
             raise ValueError(f"top_k must lie in [1, {len(self.activities)}] (the model's activities), got {top_k}")
+        present = self.activities_present if activities is None else list(activities)
+        if present is not None:
+            top_k = min(top_k, len(check_activities_present(present, self.activities)))
         if isinstance(recording, (str, Path)):
             recording = read_recording(recording, sample_rate)
         if isinstance(recording, Recording):
@@ -237,7 +262,8 @@ class Predictor:
                 windows, places = self._windowset(recording, unit_check)
             else:
                 windows, places = self._recordings(list(recording), unit_check)
-        probabilities = activity_probabilities(self.model, windows)
+            windows = self._model_input(windows)
+        probabilities = restrict_probabilities(activity_probabilities(self.model, windows), self.activities, present)
         ranked = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         rows = []
         for place, order, row_probabilities in zip(places, ranked, probabilities):
@@ -251,6 +277,20 @@ class Predictor:
         for message in messages:
             warnings.warn(message, PredictWarning, stacklevel=2)
         return Predictions(rows, messages)
+
+    def _model_input(self, windows: np.ndarray) -> np.ndarray:
+        """Windows of the channel set as the model's training made its input (before its standardisation):
+        gravity-aligned, magnitudes added, standardised by their own statistics (module docstring)."""
+        windows, _ = orient(windows, self.channels, gravity_align=self.gravity_align,
+                            magnitude_channels=self.magnitude_channels)
+        if self.normalise_by != "dataset":
+            return windows
+        if len(windows) < OWN_STATISTICS_WINDOWS:
+            warnings.warn(f"the model standardises each dataset by its own statistics (normalise_by=dataset), and the "
+                          f"input has {len(windows)} windows (under {OWN_STATISTICS_WINDOWS}): its statistics stand "
+                          "for little movement, and the predictions may shift; give a longer recording of varied "
+                          "activity", PredictWarning, stacklevel=3)
+        return Standardiser.fit(windows).transform(windows)
 
     def _check(self, channel_names: Sequence[str], rate: float, where: str) -> None:
         derivable = set(BODY_ACC) if set(ACC) <= set(channel_names) else set()
@@ -315,6 +355,9 @@ def main(argv: list[str] | None = None) -> Predictions:
     parser.add_argument("--output", type=Path, default=None, help="CSV to write (default: stdout)")
     parser.add_argument("--sample-rate", type=float, default=None, help="Hz; required for a CSV without a time column")
     parser.add_argument("--top-k", type=int, default=3, help="activities listed per window, best first (default: 3)")
+    parser.add_argument("--activities", default=None,
+                        help="comma-separated activities that can occur (e.g. walking,sitting): the others are never "
+                             "predicted (default: the model card's activities_present, else all)")
     parser.add_argument("--no-unit-check", action="store_true",
                         help="skip the m/s² and deg/s checks (your units are right but your ranges unusual)")
     args = parser.parse_args(argv)
@@ -329,7 +372,9 @@ def main(argv: list[str] | None = None) -> Predictions:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", PredictWarning)  # printed below, once each
             predictions = predictor.predict(args.input, sample_rate=args.sample_rate, top_k=args.top_k,
-                                            unit_check=not args.no_unit_check)
+                                            unit_check=not args.no_unit_check,
+                                            activities=None if args.activities is None else
+                                            [name.strip() for name in args.activities.split(",") if name.strip()])
     except (ValueError, FileNotFoundError) as error:
         parser.error(str(error))
     for message in predictions.warnings:

@@ -3,7 +3,7 @@
 One loop trains every model of the project: :meth:`TCNVAETrainer.train_epoch` runs each batch through
 forward → objective (:class:`~tcnvae.objective.Objective`, the one loss formula) → backward → clip →
 step, and :meth:`TCNVAETrainer.train_epochs` runs epochs of it with ``before_epoch``/``after_epoch``
-hooks, where Tune trials (:mod:`tcnvae.tuning.loop`), the final model, pretraining, :meth:`fit` and
+hooks, where Tune trials (:mod:`tcnvae.tuning.trial`), the final model, pretraining, :meth:`fit` and
 the benchmarks attach curricula, validation, reports and checkpoints.
 
 The public API is the original training module's (``TCNVAETrainer(model, device, learning_rate)``,

@@ -4,12 +4,14 @@ It is the glue a training loop needs, and the only place that does the bookkeepi
 
     runner = CurriculumRunner(policy, trainer, train_loader, max_epochs)  # before restoring a checkpoint
     runner.load_state_dict(saved)            # when resuming (saved = an earlier runner.state_dict())
-    for epoch in range(start, max_epochs):
-        runner.before_epoch(epoch)           # decide and apply the stage
-        trainer.train_epoch(train_loader, epoch); ...validate...
+    def after_epoch():                       # ...validate..., then
         runner.after_epoch(metrics)          # the epoch's flat metrics, for the next decision
         metrics.update(runner.metrics())     # "curriculum/stage", multipliers, ...
         saved = runner.state_dict()          # into the checkpoint
+
+    trainer.train_epochs(train_loader, max_epochs,
+                         before_epoch=runner.before_epoch,  # decide and apply the stage
+                         after_epoch=after_epoch)
 
 The state holds the policy's state and the metrics the next decision needs, so a resumed run makes
 the same decision the uninterrupted one would have made.
@@ -30,6 +32,10 @@ from tcnvae.objective import LOSS_TERMS
 from tcnvae.trainer import TCNVAETrainer
 
 logger = logging.getLogger(__name__)
+
+STAGE_METRIC = "curriculum/stage"
+"""The reported index of the current stage (a step up at every new stage); the other ``curriculum/*``
+metrics are its multipliers and shares (:meth:`CurriculumRunner.metrics`)."""
 
 
 class CurriculumRunner:
@@ -72,7 +78,7 @@ class CurriculumRunner:
         if self.stage is None:
             raise RuntimeError("CurriculumRunner.metrics() before the first before_epoch()")
         stage = self.stage
-        values = {"curriculum/stage": float(self.stage_names.index(stage.name)),
+        values = {STAGE_METRIC: float(self.stage_names.index(stage.name)),
                   "curriculum/trainable_fraction": trainable_fraction(self.trainer.model),
                   "curriculum/window_fraction": 1.0 if stage.window_fraction is None else stage.window_fraction}
         values.update({f"curriculum/loss_multiplier/{term}": stage.loss_multiplier(term) for term in LOSS_TERMS})

@@ -7,6 +7,11 @@ standardisation first (given the training mean and std) and redoes it afterwards
 turns each sensor's xyz triple (acc, body acc, gyro alike, by the same rotation per window) exactly as
 turning the device would. Noise is in units of each channel's training std.
 
+Rotation may be ``"sphere"``: every window turned to an orientation drawn uniformly over all of them
+(Haar measure on SO(3), from a uniformly random unit quaternion), so gravity lands anywhere on the sphere
+with equal chance. An angle of 180 is not that: it draws the angle uniformly, which leaves gravity within
+30° of where it was in about a quarter of windows (uniform orientations: one in fifteen).
+
 Rotation may be ``"auto"``: :data:`AUTO_ROTATION_DEG` where the channels hold xyz triples, none where
 they do not (a channel subset such as ``["acc_x", "acc_y"]`` has no sensor to turn). An explicit angle on
 channels without a triple is an error (:meth:`Augmentation.for_channels`), raised when the data config
@@ -26,6 +31,8 @@ import numpy as np
 import torch
 
 AUTO = "auto"
+SPHERE = "sphere"
+ROTATION_WORDS = (AUTO, SPHERE)
 AUTO_ROTATION_DEG = 15.0
 """What ``rotation_deg="auto"`` turns on where there are xyz triples: a device worn up to 15° off.
 Measured on HAPT by subject and UCI-HAR official (docs/results.md, "Rotation and weight averaging")."""
@@ -37,26 +44,27 @@ class Augmentation:
 
     noise_std: float = 0.0  # Gaussian noise, in units of each channel's training std
     scale_std: float = 0.0  # spread of a per-window, per-channel gain around 1
-    rotation_deg: float | str = 0.0  # largest angle of the random rotation of each window, or AUTO
+    rotation_deg: float | str = 0.0  # largest angle of the random rotation of each window, AUTO or SPHERE
     time_warp: float = 0.0  # largest relative change of playback speed within a window
 
     def __post_init__(self) -> None:
         for item in fields(self):
             value = getattr(self, item.name)
-            if item.name == "rotation_deg" and value == AUTO:
+            if item.name == "rotation_deg" and value in ROTATION_WORDS:
                 continue
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                also = f" or {AUTO!r}" if item.name == "rotation_deg" else ""
+                also = f", {AUTO!r} or {SPHERE!r}" if item.name == "rotation_deg" else ""
                 raise ValueError(f"augmentation {item.name} must be a finite number >= 0{also}, got {value!r}")
-        if self.rotation_deg != AUTO and self.rotation_deg > 180:
-            raise ValueError(f"rotation_deg must be at most 180, got {self.rotation_deg}")
+        if self.rotation_deg not in ROTATION_WORDS and self.rotation_deg > 180:
+            raise ValueError(f"rotation_deg must be at most 180 (or {SPHERE!r}: uniformly random orientations), "
+                             f"got {self.rotation_deg}")
         if self.time_warp >= 1:
             raise ValueError(f"time_warp must be below 1 (speed stays positive), got {self.time_warp}")
 
     @property
     def active(self) -> bool:
         """Whether anything may be applied (an ``"auto"`` rotation counts: the channels decide)."""
-        return any(getattr(self, item.name) == AUTO or getattr(self, item.name) > 0 for item in fields(self))
+        return any(getattr(self, item.name) in ROTATION_WORDS or getattr(self, item.name) > 0 for item in fields(self))
 
     def for_channels(self, channel_names: list[str]) -> Augmentation:
         """These settings for data with ``channel_names``: an ``"auto"`` rotation resolved to
@@ -65,8 +73,9 @@ class Augmentation:
         triples = xyz_triples(list(channel_names))
         if self.rotation_deg == AUTO:
             return replace(self, rotation_deg=AUTO_ROTATION_DEG if triples else 0.0)
-        if self.rotation_deg > 0 and not triples:
-            raise ValueError(f"augment rotation_deg={self.rotation_deg:g} needs xyz channel triples (e.g. acc_x, "
+        if (self.rotation_deg == SPHERE or self.rotation_deg > 0) and not triples:
+            angle = self.rotation_deg if self.rotation_deg == SPHERE else f"{self.rotation_deg:g}"
+            raise ValueError(f"augment rotation_deg={angle} needs xyz channel triples (e.g. acc_x, "
                              f"acc_y, acc_z), and channels {list(channel_names)} have none: set it to 0 or "
                              f"{AUTO!r} (rotates only data that has triples), or use a channel set with whole triples")
         return self
@@ -120,6 +129,18 @@ def random_rotations(
     return eye + sin * cross + (1 - cos) * (cross @ cross)  # Rodrigues' formula
 
 
+def uniform_rotations(count: int, generator: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(count, 3, 3) rotations uniformly distributed over all orientations (Haar measure): the rotations of
+    unit quaternions drawn uniformly on the 3-sphere (a normalised 4-d Gaussian)."""
+    quaternion = torch.randn(count, 4, generator=generator, device=device)
+    w, x, y, z = (quaternion / quaternion.norm(dim=1, keepdim=True).clamp_min(1e-12)).unbind(1)
+    return torch.stack([
+        1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+        2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+        2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y),
+    ], dim=1).reshape(count, 3, 3)
+
+
 def time_warp(batch: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
     """Replay each window at a smoothly varying speed within 1 ± ``strength``, same length."""
     count, length, channels = batch.shape
@@ -167,8 +188,9 @@ class BatchAugmenter:
             return batch
         mean, std = self.mean.to(device), self.std.to(device)
         physical = batch * std + mean
-        if config.rotation_deg > 0:
-            rotation = random_rotations(len(batch), config.rotation_deg, generator, device)
+        if config.rotation_deg == SPHERE or config.rotation_deg > 0:
+            rotation = (uniform_rotations(len(batch), generator, device) if config.rotation_deg == SPHERE else
+                        random_rotations(len(batch), config.rotation_deg, generator, device))
             rotated = physical.clone()
             for triple in self.triples:
                 rotated[:, :, triple] = physical[:, :, triple] @ rotation.transpose(1, 2)

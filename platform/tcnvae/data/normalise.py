@@ -4,6 +4,13 @@ The replaced system fitted its scaler on all data before splitting, so test stat
 training. A :class:`Standardiser` is fitted on the training side and then applied unchanged to
 validation, test and inference data; its state is plain lists so it is saved with every run and
 checkpoint and the same transform is applied when a model is reused.
+
+``normalise_by="dataset"`` (a data setting; :data:`NORMALISE_BY`) standardises each pooled dataset by its
+own statistics first (:func:`fit_by_dataset`, :func:`by_dataset`), as per-domain batch-normalisation
+statistics do (AdaBN, docs/cross_dataset.md): a dataset's device, placement and units then no longer
+shift its inputs as a whole. Each dataset's statistics come from its training-side windows only; a
+dataset without any (a held-out target) is standardised by its own windows' statistics, read without
+their labels: transductive, as a deployed model standardising a new user's recording by itself is.
 """
 
 from __future__ import annotations
@@ -19,6 +26,9 @@ from tcnvae.data.windows import WindowSet
 logger = logging.getLogger(__name__)
 
 STD_FLOOR = 1e-6
+NORMALISE_BY = ("pooled", "dataset")
+"""``normalise_by``: one standardisation fitted on the pooled training windows (today's), or each dataset
+by its own statistics first (module docstring)."""
 Data = TypeVar("Data", np.ndarray, WindowSet)
 
 
@@ -111,3 +121,28 @@ class Standardiser:
         if missing:
             raise ValueError(f"standardiser state lacks {sorted(missing)}; got keys {sorted(state)}")
         return cls(state["mean"], state["std"], state.get("channel_names"))
+
+
+def fit_by_dataset(signals: np.ndarray, dataset: np.ndarray, training: np.ndarray) -> dict[str, Standardiser]:
+    """A :class:`Standardiser` per dataset of windows ``signals`` (N, T, C) whose datasets are ``dataset``,
+    fitted on its windows marked ``training`` (a boolean mask: the training side, labelled or not); a
+    dataset with no training window is fitted on all of its own windows, label-free (logged)."""
+    fitted = {}
+    for name in sorted(set(np.asarray(dataset).tolist())):
+        own = np.asarray(dataset) == name
+        fit_on = own & training
+        if not fit_on.any():
+            logger.warning("normalise_by=dataset: %s has no training-side windows; standardised by the statistics "
+                           "of its own %d windows, without their labels (transductive)", name, int(own.sum()))
+            fit_on = own
+        fitted[name] = Standardiser.fit(signals[fit_on])
+    return fitted
+
+
+def by_dataset(signals: np.ndarray, dataset: np.ndarray, standardisers: dict[str, Standardiser]) -> np.ndarray:
+    """Windows (N, T, C) each standardised by its dataset's standardiser (float32)."""
+    out = np.empty(signals.shape, dtype=np.float32)
+    for name in sorted(set(np.asarray(dataset).tolist())):
+        own = np.asarray(dataset) == name
+        out[own] = standardisers[name].transform(signals[own])
+    return out

@@ -1,9 +1,11 @@
 """From a `DataConfig` to loaders: what a training run calls to get its data.
 
 ``prepare(config)`` loads every dataset through the source registry, harmonises them to one rate,
-channel set and window length, pools them, splits by subject, fits the standardiser on the training
-side only and returns a :class:`PreparedData` that makes loaders and a plain-dict ``metadata()`` to
-save with runs and checkpoints (so a checkpoint knows its activity order, domains, channels and
+channel set and window length (gravity-aligned and with magnitude channels if asked:
+:mod:`tcnvae.data.orientation`), pools them, splits by subject, fits the standardiser on the training
+side only (with ``normalise_by="dataset"``, after standardising each dataset by its own statistics:
+:mod:`tcnvae.data.normalise`) and returns a :class:`PreparedData` that makes loaders and a plain-dict
+``metadata()`` to save with runs and checkpoints (so a checkpoint knows its activity order, domains, channels and
 normalisation).
 
 Pre-windowed data (UCI-HAR, an arrays file of (N, T, C) windows) keeps its own duration: with
@@ -14,7 +16,8 @@ longer than an explicit ``window_seconds`` is otherwise an error that says how m
 
 Domain labels index *all* domains of the pooled data (sorted names), not only those in training, so
 a held-out domain (``split="lodo:<name>"``) keeps a valid label and shows up by name in per-domain
-metrics; the model's domain head simply never sees it during training. With
+metrics; the model's domain head simply never sees it during training, unless ``target_labelled_people=K``
+makes K of its people labelled training data (the test is then its other people). With
 ``split="unlabelled:<name>"`` the domain head does see it: the target's training-side windows join
 training without their labels (``PreparedData.unlabelled``), for unsupervised domain adaptation.
 """
@@ -32,7 +35,8 @@ from tcnvae.data.augment import Augmentation
 from tcnvae.data.checks import check_activities, check_sources, check_split, people_view
 from tcnvae.data.harmonise import CHANNEL_SETS, channel_set_names, window_recordings, window_windowset
 from tcnvae.data.loaders import LOADER_SETTINGS, WindowLoader
-from tcnvae.data.normalise import Standardiser
+from tcnvae.data.normalise import NORMALISE_BY, Standardiser, by_dataset, fit_by_dataset
+from tcnvae.data.orientation import check_orientation_settings, orient
 from tcnvae.data.recordings import Recording
 from tcnvae.data.sources import available_sources, load_source
 from tcnvae.data.splits import (
@@ -46,7 +50,7 @@ from tcnvae.data.splits import (
 from tcnvae.data.taxonomy import check_name, label_space
 from tcnvae.data.unlabelled import UnlabelledWindows, join, unlabelled_stretches
 from tcnvae.data.windows import WindowSet, concat
-from tcnvae.settings import FLAG, Check, Setting, declared, defaults, number, problems
+from tcnvae.settings import FLAG, Check, Setting, choice, declared, defaults, number, problems
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +73,8 @@ AUGMENTATION: dict[str, Setting] = {
     # where the channels hold xyz triples.
     "noise_std": Setting(0.05, None, "Gaussian noise, in units of each channel's training std"),
     "scale_std": Setting(0.1, None, "spread of a per-window, per-channel gain around 1"),
-    "rotation_deg": Setting(0.0, None, "largest angle of each window's random rotation, or 'auto'"),
+    "rotation_deg": Setting(0.0, None, "largest angle of each window's random rotation, 'auto', or 'sphere' "
+                            "(orientations uniform over all, every xyz triple alike)"),
     "time_warp": Setting(0.1, None, "largest relative change of playback speed within a window"),
 }
 """The training augmentation's settings (trial config keys ``augment_<name>``), checked by
@@ -110,6 +115,9 @@ class DataConfig:
                                           "on").field()
     transductive: bool = Setting(False, FLAG, "split='unlabelled:<domain>': every target window is unlabelled "
                                  "and test data (one target person will do)").field()
+    target_labelled_people: int = Setting(0, _COUNT, "split='lodo:<domain>': how many of the target's people "
+                                          "(drawn by seed) are labelled training data; the test is its other "
+                                          "people").field()
     same_people: dict[str, str] = Setting({}, _mapping_of("dataset name -> dataset name", lambda v: isinstance(v, str)),
                                           "dataset -> the dataset whose people it recorded, under the same subject "
                                           "ids: they are split as one set of people (tcnvae.data.checks)").field()
@@ -132,6 +140,17 @@ class DataConfig:
     augmentation: Augmentation = field(default_factory=lambda: Augmentation(**defaults(AUGMENTATION)))
     activities: list[str] | None = Setting(None, None, "keep only these activities (None: all the datasets "
                                            "have)").field()
+    # Orientation and dataset robustness (docs/cross_dataset.md); off until leave-one-dataset-out figures say.
+    gravity_align: bool = Setting(False, FLAG, "rotate each window so its mean acceleration points along +z "
+                                  "(device orientation removed, but the heading; tcnvae.data.orientation)").field()
+    magnitude_channels: bool = Setting(False, FLAG, "add each xyz triple's norm as a channel (acc_mag, gyro_mag): "
+                                       "orientation-invariant").field()
+    normalise_by: str = Setting("pooled", choice(NORMALISE_BY), "pooled: one standardisation from the training "
+                                "windows; dataset: each dataset by its own training-side windows' statistics (a "
+                                "dataset without any, a held-out target, by its own windows, label-free)").field()
+    activities_present: list[str] | None = Setting(None, None, "the activities the test data (a deployment) "
+                                                   "holds: other activities' probabilities are masked out when "
+                                                   "scoring and in predict (None: every activity)").field()
 
     def validate(self) -> DataConfig:
         """Raise a ValueError naming every setting that fails its declared check, else the first broken
@@ -181,11 +200,23 @@ class DataConfig:
         if self.transductive and kind != "unlabelled":
             raise ValueError(f"transductive=True needs split 'unlabelled:<domain>' (adapt='unlabelled' with a "
                              f"target_domain), got split {self.split!r}: only an unlabelled target is adapted on")
+        if self.target_labelled_people and kind != "lodo":
+            raise ValueError(f"target_labelled_people={self.target_labelled_people} needs split 'lodo:<domain>' (the "
+                             f"held-out target, some of whose people are labelled), got split {self.split!r}: set "
+                             "split=lodo:NAME (or target_domain=NAME), or target_labelled_people=0")
         if self.activities is not None:
             if not self.activities:
                 raise ValueError("activities is an empty list; use None to keep every activity")
             for name in self.activities:
                 check_name(name)
+        if self.activities_present is not None:
+            if not isinstance(self.activities_present, list) or not self.activities_present:
+                raise ValueError(f"activities_present={self.activities_present!r}: expected None or a non-empty "
+                                 "list of activity names (the ones the test data holds)")
+            for name in self.activities_present:
+                check_name(name)
+        check_orientation_settings(channel_set_names(self.channel_set), gravity_align=self.gravity_align,
+                                   magnitude_channels=self.magnitude_channels)
         return self
 
     @property
@@ -302,13 +333,20 @@ def build_windows(config: DataConfig) -> WindowSet:
     return _build(config)[1]
 
 
+def _oriented(config: DataConfig, windows: WindowSet) -> WindowSet:
+    """``windows`` gravity-aligned and with magnitude channels as the config asks (tcnvae.data.orientation)."""
+    signals, names = orient(windows.signals, windows.channel_names, gravity_align=config.gravity_align,
+                            magnitude_channels=config.magnitude_channels)
+    return replace(windows, signals=signals, channel_names=names)
+
+
 def _build(config: DataConfig) -> tuple[DataConfig, WindowSet]:
     """The config with ``window_seconds`` resolved, and the pooled windows."""
     config.validate()
     loaded = {name: _load_dataset(config, name) for name in config.datasets}
     check_sources(config, loaded)  # units, rates, labels, shared people: before anything is resampled
     config = resolve_window_seconds(config, loaded)
-    windows = concat([_harmonise(config, name, data) for name, data in loaded.items()])
+    windows = _oriented(config, concat([_harmonise(config, name, data) for name, data in loaded.items()]))
     if config.subject_groups:
         windows = with_subject_groups(windows, config.subject_groups)
     counts = windows.class_counts()
@@ -351,7 +389,7 @@ def _split_people(windows: WindowSet, config: DataConfig, target: str) -> dict[s
                                        val_fold=fold, transductive=config.transductive)
     by = "subject" if kind == "loso" else config.domain_by
     return leave_one_domain_out(windows, target, by=by, val_fraction=config.val_fraction, seed=config.seed,
-                                val_fold=fold)
+                                val_fold=fold, labelled_people=config.target_labelled_people)
 
 
 @dataclass
@@ -365,6 +403,8 @@ class PreparedData:
     standardiser: Standardiser
     domain_names: list[str]
     unlabelled: UnlabelledWindows | None = None  # trained on without labels (split "unlabelled:", stretches)
+    # normalise_by="dataset": each dataset's own standardisation, applied before ``standardiser``.
+    dataset_standardisers: dict[str, Standardiser] | None = None
 
     @property
     def activity_names(self) -> list[str]:
@@ -433,6 +473,8 @@ class PreparedData:
             "sample_rate": self.train.sample_rate,
             "window_length": self.window_length,
             "standardiser": self.standardiser.state_dict(),
+            "dataset_standardisers": None if self.dataset_standardisers is None else {
+                name: standardiser.state_dict() for name, standardiser in self.dataset_standardisers.items()},
             "config": self.config.to_dict(),
             "splits": {
                 side: {
@@ -484,13 +526,38 @@ def _stretches(config: DataConfig) -> UnlabelledWindows:
     if not parts:
         raise ValueError(f"unlabelled_stretches: none of {config.datasets} gives continuous recordings "
                          "(pre-windowed sources such as uci_har have no stretches); use e.g. hapt")
-    return join(parts)
+    joined = join(parts)
+    signals, _ = orient(joined.signals, channel_set_names(config.channel_set), gravity_align=config.gravity_align,
+                        magnitude_channels=config.magnitude_channels)
+    return joined.with_signals(signals)
+
+
+def _normalised_by_dataset(windows: WindowSet, split: dict[str, np.ndarray], unlabelled: UnlabelledWindows | None
+                           ) -> tuple[WindowSet, UnlabelledWindows | None, dict[str, Standardiser]]:
+    """``windows`` and ``unlabelled`` each standardised by its dataset's statistics, fitted on the dataset's
+    training-side windows (training and unlabelled) or, for a dataset without any, on all its own windows
+    without labels (tcnvae.data.normalise.fit_by_dataset); and those standardisers."""
+    parts = [windows] + ([unlabelled] if unlabelled is not None else [])
+    training = np.zeros(sum(len(part) for part in parts), dtype=bool)
+    training[split["train"]] = True
+    training[len(windows):] = True  # the unlabelled windows are all training-side
+    standardisers = fit_by_dataset(np.concatenate([part.signals for part in parts]),
+                                   np.concatenate([part.dataset.astype(str) for part in parts]), training)
+    windows = replace(windows, signals=by_dataset(windows.signals, windows.dataset.astype(str), standardisers))
+    if unlabelled is not None:
+        unlabelled = unlabelled.with_signals(by_dataset(unlabelled.signals, unlabelled.dataset.astype(str),
+                                                        standardisers))
+    return windows, unlabelled, standardisers
 
 
 def prepare(config: DataConfig | None = None) -> PreparedData:
     """Load, harmonise, split by subject and standardise (statistics from the training side only)."""
     config, windows = _build((config or DataConfig()).validate())
     check_activities(windows, config)
+    unknown = [name for name in config.activities_present or () if name not in windows.activity_names]
+    if unknown:
+        raise ValueError(f"activities_present names {unknown}, which {', '.join(config.datasets)} do not hold; "
+                         f"their activities: {', '.join(windows.activity_names)}")
     split = split_windows(windows, config)
     if len(split["train"]) == 0:
         raise ValueError(f"split {config.split!r} leaves no training windows")
@@ -499,6 +566,10 @@ def prepare(config: DataConfig | None = None) -> PreparedData:
     if missing:
         logger.warning("activities %s have no training windows under split %r", missing, config.split)
     unlabelled = _unlabelled_windows(config, windows, split)
+    dataset_standardisers = None
+    if config.normalise_by == "dataset":
+        windows, unlabelled, dataset_standardisers = _normalised_by_dataset(windows, split, unlabelled)
+        train = windows.subset(split["train"])
     # Statistics from everything training sees: the unlabelled windows' signals included.
     standardiser = Standardiser.fit(
         train if unlabelled is None else np.concatenate([train.signals, unlabelled.signals]))
@@ -511,6 +582,7 @@ def prepare(config: DataConfig | None = None) -> PreparedData:
         standardiser=standardiser,
         domain_names=domain_names,
         unlabelled=None if unlabelled is None else unlabelled.with_signals(standardiser.transform(unlabelled.signals)),
+        dataset_standardisers=dataset_standardisers,
     )
     logger.info(
         "prepared %s: %d train, %d val, %d test windows; %d activities, %d domains by %s",

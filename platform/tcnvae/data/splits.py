@@ -179,15 +179,43 @@ def _target_mask(ws: WindowSet, target: str, by: str) -> np.ndarray:
 
 def leave_one_domain_out(
     ws: WindowSet, target: str, by: str = "dataset", val_fraction: float = 0.15, seed: int = 0,
-    val_fold: SubjectFold | None = None,
+    val_fold: SubjectFold | None = None, labelled_people: int = 0,
 ) -> dict[str, np.ndarray]:
     """Test on the windows whose ``by`` grouping (dataset, subject, attribute) equals ``target``.
 
-    Train/val are split by subject from the other windows: cross-domain evaluation.
+    Train/val are split by subject from the other windows: cross-domain evaluation. With
+    ``labelled_people`` K, K of the target's people (:func:`labelled_target_people`) join training with
+    their labels and the test is the target's other people: adapting to a new dataset from a few
+    labelled people. Validation stays on the other windows' people either way.
     """
     is_target = _target_mask(ws, target, by)
     train, val = _validation_split(ws, _indices(~is_target), val_fraction, val_fold, seed)
-    return _checked({"train": train, "val": val, "test": _indices(is_target)}, ws)
+    labelled = is_target & np.isin(ws.subject, labelled_target_people(ws, is_target, labelled_people, seed))
+    if labelled.any():
+        logger.info("%s %r: %d of its people labelled in training (%s); tested on the other %d", by, target,
+                    labelled_people, ", ".join(sorted(set(ws.subject[labelled].tolist()))),
+                    len(set(ws.subject[is_target & ~labelled].tolist())))
+    return _checked({"train": np.concatenate([train, _indices(labelled)]), "val": val,
+                     "test": _indices(is_target & ~labelled)}, ws)
+
+
+def labelled_target_people(ws: WindowSet, is_target: np.ndarray, count: int, seed: int) -> list[str]:
+    """``count`` of the people of the windows ``is_target`` marks, drawn at random by ``seed`` alone: never
+    by their labels or by any score, so nothing about the people tested on chooses them. The draw is a
+    seeded shuffle of the people cut after ``count``, so one seed's people for K include its people for
+    any smaller K. At least one person is left to test on."""
+    if count < 0:
+        raise ValueError(f"target_labelled_people={count}: expected an integer >= 0")
+    if count == 0:
+        return []
+    people = np.array(sorted(set(ws.subject[is_target].tolist())))
+    if count >= len(people):
+        domains = ", ".join(sorted(set(ws.dataset[is_target].tolist())))
+        raise ValueError(
+            f"target_labelled_people={count}: the target ({domains}) has {len(people)} people, and at least one "
+            f"must stay out of training to be tested on; use target_labelled_people={len(people) - 1} or fewer"
+        )
+    return sorted(np.random.default_rng([seed, 13]).permutation(people)[:count].tolist())
 
 
 def unlabelled_target_split(

@@ -11,7 +11,7 @@ PBT may mutate it) by the part that uses it: the data layer's in :class:`DataCon
 declarations (:func:`declarations`); this module adds the rules between settings.
 
 A config is validated (:func:`validate_config`) once, where it enters: the command line's base config,
-:func:`~tcnvae.tuning.loop.run_trial` (a Tune trial's sampled values included), the final model, a
+:func:`~tcnvae.tuning.trial.run_trial` (a Tune trial's sampled values included), the final model, a
 replay file; and each end of a search space before Ray starts. So an impossible value costs a message,
 not a cluster start-up and a crashed trial.
 """
@@ -36,36 +36,10 @@ from tcnvae.objective import settings as objective_settings
 from tcnvae.settings import FLAG, Check, Setting, choice, defaults, is_integer, number
 from tcnvae.settings import problems as setting_problems
 from tcnvae.trainer import PRECISIONS
+from tcnvae.tuning.metrics import OBJECTIVES
 
 logger = logging.getLogger(__name__)
 
-OBJECTIVES: dict[str, str] = {
-    "accuracy": "val/accuracy",
-    "worst_domain_accuracy": "val/worst_domain_accuracy",
-    "target_accuracy": "target/accuracy",
-    "source_risk": "select/source_score",
-    "dev": "select/dev_score",
-}
-"""What a search may optimise (all maximised), by flag value → reported metric.
-
-- ``accuracy``: activity accuracy on the validation subjects — people never seen in training, from
-  the training domains. The default: it measures generalisation to new people, not to new datasets.
-- ``worst_domain_accuracy``: the lowest per-domain validation accuracy. Selects models that do not buy
-  their average by failing one dataset (or placement, or subject group); the domain-robust choice.
-- ``target_accuracy``: accuracy on a small labelled slice of a *target* domain that is held out of
-  training (``target_domain``; ``target_labelled_fraction`` of its subjects are labelled for model
-  selection, the rest stay unseen for the final test). The choice when you know where the model will
-  be deployed and can label a little of it.
-- ``source_risk``: minus the activity cross-entropy on the validation subjects (source risk, as a score
-  to maximise). Label-free with respect to the target; assumes the target looks like the source.
-- ``dev``: minus the Deep Embedded Validation risk (You et al., ICML 2019) — the same validation loss,
-  each window weighted by how target-like its features are (a domain classifier's density ratio), with
-  a control variate against the weights' variance. Needs ``adapt="unlabelled"`` (target features, never
-  target labels); assumes covariate shift (p(y|x) shared) and overlapping feature distributions.
-
-With ``adapt="unlabelled"`` the target's accuracy is still reported as ``analysis/target_accuracy``
-and ``analysis/target_macro_f1``, for analysis only: no objective reads them.
-"""
 ADAPT_MODES = ("none", "unlabelled")
 """``none``: a ``target_domain`` is held out of training (its labelled slice may select models:
 ``target_accuracy``). ``unlabelled``: the target's training-side subjects join training without labels
@@ -84,7 +58,6 @@ ADAPT_DEFAULTS: dict[str, Any] = {
 """What ``adapt="unlabelled"`` changes in :data:`DEFAULT_CONFIG` for the keys a config leaves unset: the
 settings benchmarks/cross_domain.py measured (docs/results.md, "Domain adaptation")."""
 LABEL_FREE_OBJECTIVES = ("accuracy", "worst_domain_accuracy", "source_risk", "dev")
-OBJECTIVE_MODE = "max"
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
@@ -130,7 +103,7 @@ TRIAL_SETTINGS: dict[str, Setting] = {
     "checkpoint_interval": Setting(1, number(1, integer=True), "epochs between checkpoints, and the last; "
                                    "docs/results.md \"Throughput\" says how to choose"),
     "replay_schedule": Setting(None, None, "None, or a list of per-epoch dicts of the mutable keys, "
-                               "tcnvae.tuning.replay"),
+                               "tcnvae.tuning.trial"),
 }
 """The trial's own settings; the data's, the model's and the objective's are declared by their owners
 (:func:`declarations`)."""

@@ -55,16 +55,9 @@ from torch.utils.tensorboard.summary import image as image_summary
 from torch.utils.tensorboard.summary import text as text_summary
 
 from tcnvae.curriculum import Stage
-from tcnvae.tuning.config import OBJECTIVES
+from tcnvae.tuning.metrics import (HPARAM_METRICS, OBJECTIVES, STAGE_METRIC, TARGET_METRIC, VAL_ACCURACY, VAL_LOSS,
+                                   VAL_MACRO_F1, VAL_WORST_DOMAIN_ACCURACY)
 
-# Metrics the HParams dashboard shows against the hyperparameters (their latest values); the
-# search's objective goes first (:func:`hparam_metrics`), and TensorBoard ticks the first five.
-HPARAM_METRICS: tuple[str, ...] = (
-    "val/accuracy", "val/macro_f1", "val/worst_domain_accuracy", "val/loss",
-    "val/domain_classifier_accuracy", "loss/total", "loss/recon", "loss/kl",
-)
-TARGET_METRIC = "target/accuracy"
-STAGE_METRIC = "curriculum/stage"
 # Time Series groups cards by the tag's part before the first slash, sorts the groups by name and
 # opens the first two: this name makes a group of its own, sorted just after ``val`` and closed, so
 # a dozen images neither push the validation scalars to a second page nor fill the first screen.
@@ -267,12 +260,12 @@ def write_search_end(experiment: str | Path, rows: Sequence[Mapping[str, Any]], 
     experiment's root run; prints that link.
 
     ``rows`` are the ranked leaderboard rows and ``best`` the chosen one
-    (:func:`tcnvae.tuning.results.summarise_search`); ``importance`` maps hyperparameters to their
-    share (:mod:`tcnvae.tuning.importance`), empty or None when there is none.
+    (:func:`tcnvae.tuning.report.summarise_search`); ``importance`` maps hyperparameters to their
+    share (:mod:`tcnvae.tuning.report`), empty or None when there is none.
     """
     end_sessions(rows)
-    columns = list(dict.fromkeys([*metrics, "val/accuracy", "val/macro_f1", "val/worst_domain_accuracy"]))
-    pinned = time_series_url([*columns, "val/loss"])
+    columns = list(dict.fromkeys([*metrics, VAL_ACCURACY, VAL_MACRO_F1, VAL_WORST_DOMAIN_ACCURACY]))
+    pinned = time_series_url([*columns, VAL_LOSS])
     shown = [key for key in hyperparameters if any(row.get(key) is not None for row in rows)]
     # A trial by its index, the start of its run name: the name's other parts are the columns beside it.
     table = [[row["rank"], f"{BEST_MARK} {_index(row['trial'])}" if row["trial"] == best["trial"] else _index(row["trial"]),

@@ -15,8 +15,8 @@ The four activities the three share: ``walking``, ``stairs`` (HAPT's up and down
 does not tell them apart), ``sitting``, ``standing``; at most :data:`MAX_SECONDS_PER_ACTIVITY` of each
 person's each activity. Channels acc_x..z (g, gravity included) and gyro_x..z (rad/s) in the canonical
 units and signs of the :mod:`.hapt` and :mod:`.wisdm2019` sources, which read the originals; 20 Hz
-(WISDM 2019's own rate; HAPT resampled from 50 Hz, WISDM 2019's measured 19.86/20.03 Hz brought to
-20), stored as float16 (a relative rounding of 0.05 %, far under the sensors' noise).
+(WISDM 2019's nominal rate, its samples as the source gives them; HAPT resampled from 50 Hz), stored
+as float16 (a relative rounding of 0.05 %, far under the sensors' noise).
 
 File (``tcnvae/data/embedded/sample.npz``) in the :mod:`.arrays` source's layout: ``signals`` (T, 6)
 float16, ``labels`` (T,) codes into ``label_names``, ``offsets`` (R+1,), one recording per labelled
@@ -72,7 +72,8 @@ DEVICE = {"hapt": "phone", "wisdm2019_phone": "phone", "wisdm2019_watch": "watch
 # Source activity → the sample's: HAPT tells stairs up from down, WISDM 2019 does not.
 MERGED = {"ascending_stairs": "stairs", "descending_stairs": "stairs"}
 MAX_SECONDS_PER_ACTIVITY = 120.0
-MIN_STRETCH_SECONDS = 3.0  # shorter labelled stretches hold no whole window
+# Shorter labelled stretches hold no window of the recommended length: not shipped, so not warned about.
+MIN_STRETCH_SECONDS = SETTINGS["window_seconds"]
 
 
 def data_file() -> Path:

@@ -1,4 +1,14 @@
-"""Which pickled files of an experiment folder this user's own searches wrote: checked before ``--resume``.
+"""The cluster and the storage: where a search runs and writes, and whether its folder can be trusted.
+
+- Storage: ``--storage-path`` as Tune gets it (:func:`storage_location`, :func:`tune_storage`,
+  :func:`experiment_location`): a local folder, or a URI (``s3://``, ``gs://`` ...) checked before
+  Ray starts (:func:`check_storage_uri`); a local folder is refused on a multi-node cluster unless it
+  is shared (:func:`check_shared_storage`).
+- Ray: :func:`start_ray` checks the trial resources and starts Ray or joins ``--address``
+  (:func:`join_cluster`, whose watchdog gives up in :data:`CONNECT_SECONDS`); from then on SIGTERM
+  stops a search as Ctrl-C does (:func:`stop_sigterm_as_ctrl_c`).
+- Trust: which pickled files of an experiment folder this user's own searches wrote, checked before
+  ``--resume`` (:class:`DigestRecorder`, :func:`verify_experiment`).
 
 ``Tuner.restore`` unpickles ``tuner.pkl``, the searcher's state files, the trials inside
 ``experiment_state-*.json`` and each errored trial's ``error.pkl``: whoever can write the experiment
@@ -15,19 +25,190 @@ newest one; both are this user's own writes.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
+import re
+import signal
+import socket
+import sys
+import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
+import ray
 from ray import tune
 
 from tcnvae.checkpoints import read_json_object, write_json
+from tcnvae.tuning.config import check_resources
+from tcnvae.tuning.report import ray_init_options
 
 logger = logging.getLogger(__name__)
+
+STORAGE_ENV = "TCNVAE_STORAGE"
+"""Environment variable naming the default ``--storage-path``: cluster.yaml sets it on every node."""
+
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Object stores Tune reaches through pyarrow, and the bucket names each allows (S3's and GCS's rules;
+# Azure containers and HDFS hosts are left to pyarrow).
+_BUCKETS = {
+    "s3": re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"),
+    "gs": re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"),
+    "gcs": re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$"),
+    "abfs": re.compile(r".+"), "abfss": re.compile(r".+"), "hdfs": re.compile(r".+"),
+}
+CONNECT_SECONDS = 30
+"""How long joining ``--address`` may take before the search gives up (Ray itself retries for minutes)."""
+
+
+def is_uri(location: str) -> bool:
+    """``s3://...``, ``gs://...`` and the like: storage that Ray Tune reaches through pyarrow, not a local path."""
+    return bool(_URI_SCHEME.match(location)) and not location.startswith("file://")
+
+
+def storage_location(location: str | Path) -> str:
+    """``--storage-path`` as Tune gets it: a URI verbatim (no trailing slash), a local path absolute.
+
+    A URI must not pass through ``Path``: ``Path("s3://bucket/x").resolve()`` is a local path
+    ``<cwd>/s3:/bucket/x``, and Tune would write the experiment there.
+    """
+    text = str(location)
+    if not text:
+        raise ValueError("--storage-path is empty: expected a folder or a URI such as s3://bucket/path")
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if is_uri(text):
+        return text.rstrip("/")
+    return str(Path(text).expanduser().resolve())
+
+
+def check_storage_uri(uri: str) -> None:
+    """Refuse a storage URI whose scheme pyarrow cannot write or whose bucket name cannot exist, before
+    Ray starts (the bucket's existence and access are only known once Tune writes there)."""
+    scheme, _, rest = uri.partition("://")
+    bucket = rest.split("/", 1)[0]
+    if scheme.lower() not in _BUCKETS:
+        raise ValueError(f"--storage-path {uri}: unknown storage scheme {scheme!r}; expected a local folder or "
+                         f"one of {', '.join(f'{name}://' for name in _BUCKETS)}")
+    if not _BUCKETS[scheme.lower()].match(bucket):
+        placeholder = "; replace cluster.yaml's CHANGE-ME placeholder with your bucket" if "CHANGE-ME" in bucket else ""
+        raise ValueError(f"--storage-path {uri}: {bucket!r} is not a valid {scheme} bucket name (lowercase "
+                         "letters, digits, dots and hyphens, starting and ending with a letter or digit; 3 to 63 "
+                         f"characters on S3){placeholder}")
+
+
+def check_shared_storage(storage: str, shared: bool, nodes: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse a local, non-shared storage folder when the Ray cluster has more than one live node.
+
+    Each trial writes its checkpoints and TensorBoard files on the node it runs on, under the storage
+    path; a retried, resumed or PBT-cloned trial may run on another node, which would not find them,
+    and the driver would not see the results of trials on other nodes. ``nodes`` is ``ray.nodes()``.
+    """
+    alive = sum(1 for node in nodes if node.get("Alive", False))
+    if alive <= 1 or shared or is_uri(storage):
+        return
+    raise ValueError(
+        f"--storage-path {storage} is a folder on this machine, but the Ray cluster has {alive} live nodes: "
+        "checkpoints a trial writes on one node are not visible on another, so retried, resumed and PBT-cloned "
+        "trials would lose them. Use storage all nodes reach: an object-store URI (--storage-path "
+        "s3://bucket/path, or set it once in cluster.yaml as TCNVAE_STORAGE), or a folder on a shared file "
+        "system (EFS, NFS) mounted at the same path on every node, declared with --shared-storage"
+    )
+
+
+stop_signals: list[int] = []
+"""The signals that stopped the search, as :func:`stop_sigterm_as_ctrl_c` records them: how
+:func:`tcnvae.tuning.cli.run_command` tells a SIGTERM from a Ctrl-C."""
+
+
+def stop_sigterm_as_ctrl_c() -> None:
+    """From now on, SIGTERM stops the search as Ctrl-C does: Tune's graceful stop while it runs (the
+    experiment state saved, then the resume hint), a ``KeyboardInterrupt`` otherwise.
+
+    Called once Ray has started: ``ray.init`` installs a SIGTERM handler of its own, which exits in the
+    middle of Tune's loop and ends the process with a native stack dump (exit status 134).
+    """
+    def on_sigterm(signum: int, frame: Any) -> None:
+        stop_signals.append(signum)
+        ctrl_c = signal.getsignal(signal.SIGINT)
+        if not callable(ctrl_c) or ctrl_c is signal.default_int_handler:
+            raise KeyboardInterrupt
+        ctrl_c(signal.SIGINT, frame)  # Tune's handler while a search runs
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def experiment_location(args: argparse.Namespace, experiment: Path) -> str:
+    """Where Tune keeps the experiment's own files: the folder, or ``<URI>/<name>``."""
+    return f"{tune_storage(args, experiment)}/{experiment.name}"
+
+
+def tune_storage(args: argparse.Namespace, experiment: Path) -> str:
+    """The ``storage_path`` Tune gets for ``experiment`` (:func:`experiment_path`): the URI of a URI
+    ``--storage-path`` (Tune writes the trials to ``<URI>/<name>``), else the local folder's parent."""
+    storage = storage_location(args.storage_path)
+    return storage if is_uri(storage) else str(experiment.parent)
+
+
+def start_ray(args: argparse.Namespace, config: Mapping[str, Any]) -> None:
+    """Check the trial resources and start Ray (or join ``--address``); a running Ray is reused.
+
+    When joining a cluster the resource check counts the cluster's nodes (and the node types its
+    autoscaler may start), so it runs after connecting (:func:`join_cluster`, bounded in time); on one
+    machine it runs before Ray starts. Once connected, a local ``--storage-path`` is refused on
+    a multi-node cluster unless ``--shared-storage`` (:func:`check_shared_storage`). A cluster that
+    autoscales from zero has one node when the search starts, so the check cannot see the workers to
+    come: there the storage comes from ``TCNVAE_STORAGE`` (cluster.yaml sets an S3 URI).
+    """
+    verbose = getattr(args, "verbose", False)
+    if args.address is not None and not ray.is_initialized():
+        join_cluster(args.address, **ray_init_options(verbose))
+    check_resources(args.cpus_per_trial, args.gpus_per_trial, config["workers_per_trial"])
+    if not ray.is_initialized():
+        # "local": a new Ray of this search's own. A bare ray.init() joins whatever Ray another job on this
+        # machine started last (`ray start`), and would run the trials there; joining is --address's job.
+        ray.init(address="local", **ray_init_options(verbose))
+    stop_sigterm_as_ctrl_c()
+    check_shared_storage(storage_location(args.storage_path), args.shared_storage, ray.nodes())
+
+
+def join_cluster(address: str, **init_options: Any) -> None:
+    """``ray.init(address=...)``, failing within :data:`CONNECT_SECONDS` instead of Ray's minutes of retries.
+
+    A ``HOST:PORT`` (or ``ray://HOST:PORT``) nobody listens on is refused at once. Beyond that, Ray's
+    connection retries run in native code where neither Ctrl-C nor SIGTERM is handled, so a watchdog
+    ends the process with an error (exit status 2) if joining has not finished in time.
+    """
+    if address not in ("auto", "local"):
+        host, separator, port = address.split("://", 1)[-1].rpartition(":")
+        if not separator or not host or not port.isdigit():
+            raise ValueError(f"--address {address!r}: expected HOST:PORT (the head's GCS port, 6379 by default), "
+                             "ray://HOST:PORT or auto")
+        try:
+            socket.create_connection((host, int(port)), timeout=10).close()
+        except OSError as error:
+            raise ValueError(f"--address {address}: no Ray cluster answers there ({error.strerror or error}). "
+                             "Start one with `ray start --head`, check the host and port, or leave --address out "
+                             "to start Ray on this machine") from None
+
+    def give_up() -> None:
+        print(f"error: --address {address}: joining the Ray cluster did not finish in {CONNECT_SECONDS} s; is it "
+              "a Ray head's GCS port, and of Ray's version on both sides?", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    watchdog = threading.Timer(CONNECT_SECONDS, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        ray.init(address=address, **init_options)
+    finally:
+        watchdog.cancel()
+
 
 STATE_ENV = "TCNVAE_STATE_DIR"
 """Environment variable naming the state directory that holds the records (tests point it elsewhere)."""

@@ -1,16 +1,27 @@
-"""The training loop of one trial, shared by single-worker Tune trials, Ray Train workers and plain runs.
+"""One trial: the model, trainer and curriculum built from a flat config, its epochs, its checkpoints, and
+the hyperparameters it ran with at each epoch.
 
-A :class:`Trial` builds everything from the flat, validated config (data, a TCN-VAE sized from the
-data, a configured :class:`~tcnvae.trainer.TCNVAETrainer`, the curriculum policy), restores from a
-checkpoint directory when asked, then runs its epochs through the trainer's one loop
+Shared by single-worker Tune trials, Ray Train workers and plain runs. A :class:`Trial` builds
+everything from the flat, validated config (data, a TCN-VAE sized from the data: :func:`build_model`;
+a configured :class:`~tcnvae.trainer.TCNVAETrainer`: :func:`build_trainer`; the curriculum policy),
+restores from a checkpoint directory when asked, then runs its epochs through the trainer's one loop
 (:meth:`~tcnvae.trainer.TCNVAETrainer.train_epochs`), attached to it as hooks: before each epoch it
 applies the epoch's replayed hyperparameters (if any) and the curriculum's stage; after it, it
 validates, evaluates the target slice (if a target domain is set) or, with an unlabelled target, the
 label-free selection scores (:mod:`tcnvae.tuning.selection`), and logs to TensorBoard.
-:func:`run_epochs` drives it and hands each epoch's metrics to ``report``, with a checkpoint directory
-every ``checkpoint_interval`` epochs and at the last. Where the report goes (Tune, Ray Train, a list
-in a test) is the caller's business, which is how one loop serves every mode; :func:`run_trial`
-validates a config and does both.
+:func:`run_epochs` drives it and hands each epoch's metrics (:func:`~tcnvae.tuning.metrics.epoch_metrics`)
+to ``report``, with a checkpoint directory every ``checkpoint_interval`` epochs and at the last. Where
+the report goes (Tune, Ray Train, a list in a test) is the caller's business, which is how one loop
+serves every mode; :func:`run_trial` validates a config and does both.
+
+What may change while a trial runs (PBT, a replayed epoch) goes through :func:`apply_hyperparameters`.
+PBT changes a trial's hyperparameters while it trains (each exploit copies a better trial's weights
+and perturbs its hyperparameters), so the winner's *final* config is not what produced its weights;
+the whole sequence is. Every trial checkpoint therefore carries its ``hyperparameter_history`` — one
+entry per epoch, ``{"epoch": e, <every mutable hyperparameter>}`` — which a clone inherits from the
+trial it copies and then continues. Written to a file with the trial's base config, the history turns
+a PBT discovery into a recipe: :func:`load_replay` gives a config whose ``replay_schedule`` makes a
+single plain run set each epoch's hyperparameters exactly as the population did.
 
 Reproducibility: the seed fixes the split, the model's initialisation and every epoch's batch order
 (the loader seeds by (seed, epoch)); a checkpoint holds the RNG states and the curriculum's state, so
@@ -24,24 +35,26 @@ import logging
 import random
 import re
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import nn, optim
 
-from tcnvae.checkpoints import load_newest_intact, save_checkpoint
-from tcnvae.curriculum import CurriculumRunner, make_curriculum
+from tcnvae.checkpoints import load_newest_intact, read_json_object, save_checkpoint, write_json
+from tcnvae.curriculum import CurriculumRunner, grouped_optimizer, make_curriculum
 from tcnvae.data.loaders import WindowLoader
 from tcnvae.data.pipeline import PreparedData, prepare
+from tcnvae.model import ARCHITECTURE, TCNVAE
+from tcnvae.objective import Objective
 from tcnvae.trainer import TCNVAETrainer
-from tcnvae.tuning.build import apply_hyperparameters, build_model, build_trainer, epoch_metrics
-from tcnvae.tuning.config import CURRICULUM_PREFIX, curriculum_params, data_config, validate_config
-from tcnvae.tuning.replay import history_entry, scheduled_values
-from tcnvae.tuning.tensorboard import STAGE_METRIC, TrialBoard
+from tcnvae.tuning.config import CURRICULUM_PREFIX, curriculum_params, data_config, mutable_keys, validate_config
+from tcnvae.tuning.metrics import (STAGE_METRIC, TARGET_ANALYSIS_ACCURACY, TARGET_ANALYSIS_MACRO_F1,
+                                   epoch_metrics)
+from tcnvae.tuning.tensorboard import TrialBoard
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +64,108 @@ _TUNE_CHECKPOINT = re.compile(r"checkpoint_\d{6}")  # Tune's folder of a trial's
 Report = Callable[[dict[str, float], Path | None], None]
 """Receives each epoch's metrics and the checkpoint directory (None on ranks that write none); the
 directory is temporary, so a report must copy or persist it before returning."""
+
+
+def build_model(config: Mapping[str, Any], data: PreparedData) -> TCNVAE:
+    """A TCN-VAE sized from the data (one input per channel, one output per activity and per domain),
+    shaped by the config's :data:`~tcnvae.model.ARCHITECTURE` settings."""
+    return TCNVAE(input_dim=len(data.channel_names), num_activities=data.num_activities, num_domains=data.num_domains,
+                  **{key: config[key] for key in ARCHITECTURE})
+
+
+def build_trainer(config: Mapping[str, Any], model: TCNVAE, device: torch.device,
+                  parallelize: Callable[[nn.Module], nn.Module] | None = None) -> TCNVAETrainer:
+    """The trainer of ``config``, its optimizer holding one param group per named part of the model
+    (what a curriculum's per-part freezing and learning-rate multipliers act on). ``parallelize``
+    wraps the model for a data-parallel trial (e.g. ``ray.train.torch.prepare_model``)."""
+    optimizer_class = optim.AdamW if config["optimizer"] == "adamw" else optim.Adam
+    optimizer = grouped_optimizer(model, optimizer_class, lr=config["lr"], weight_decay=config["weight_decay"])
+    scheduler = (optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config["max_epochs"])
+                 if config["lr_schedule"] == "cosine" else None)
+    return TCNVAETrainer(model, device, config["lr"], optimizer=optimizer, scheduler=scheduler,
+                         objective=Objective.from_config(config), precision=config["mixed_precision"],
+                         parallelize=parallelize, grad_clip=config["grad_clip"], input_noise=config["input_noise"],
+                         weight_average_epochs=config["weight_average_epochs"], verbose=False)
+
+
+def apply_hyperparameters(trainer: TCNVAETrainer, values: Mapping[str, Any]) -> None:
+    """Set the mutable hyperparameters on a live trainer (after a restore or a PBT clone, per replay epoch).
+
+    A new learning rate keeps the scheduler's progress and each param group's curriculum multiplier
+    (:meth:`TCNVAETrainer.set_learning_rate`); the objective keeps the curriculum's loss multipliers.
+    """
+    trainer.objective = trainer.objective.configured(values)
+    trainer.grad_clip = values["grad_clip"]
+    trainer.input_noise = values["input_noise"]
+    trainer.set_learning_rate(values["lr"])
+    for group in trainer.optimizer.param_groups:
+        group["weight_decay"] = values["weight_decay"]
+
+
+REPLAY_FORMAT = "tcnvae-replay/1"
+
+
+def history_entry(epoch: int, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The record of one epoch: the mutable hyperparameters it ran with."""
+    return {"epoch": int(epoch), **{key: config[key] for key in mutable_keys()}}
+
+
+def scheduled_values(schedule: Sequence[Mapping[str, Any]] | None, epoch: int) -> dict[str, Any]:
+    """The hyperparameters a replay schedule sets at ``epoch`` (empty if it has no entry there)."""
+    for entry in schedule or ():
+        if entry["epoch"] == epoch:
+            return {key: value for key, value in entry.items() if key != "epoch"}
+    return {}
+
+
+def _replay_config(base_config: Mapping[str, Any], schedule: Any) -> dict[str, Any]:
+    """The validated trial config that replays ``schedule`` from ``base_config``: where a replay enters."""
+    return validate_config({**base_config, "replay_schedule": schedule})
+
+
+def write_replay(path: str | Path, history: Sequence[Mapping[str, Any]], base_config: Mapping[str, Any]) -> Path:
+    """Write a replay file: ``base_config`` plus the per-epoch ``history`` (atomic JSON).
+
+    ``max_epochs`` becomes the number of epochs the history covers, so the replay ends where the
+    trial did (a PBT trial may have been stopped before its configured end).
+    """
+    if not history:
+        raise ValueError("the hyperparameter history is empty: the trial completed no epoch")
+    epochs = [entry["epoch"] for entry in history]
+    if epochs != list(range(len(epochs))):
+        raise ValueError(f"the history must cover epochs 0, 1, ... in order; it has epochs {epochs}")
+    schedule = [dict(entry) for entry in history]
+    config = _replay_config({**base_config, "max_epochs": len(schedule)}, schedule)
+    base = {key: value for key, value in config.items() if key != "replay_schedule"}
+    path = Path(path)
+    write_json({"format": REPLAY_FORMAT, "base_config": base, "schedule": schedule}, path)
+    return path
+
+
+def load_replay(path: str | Path) -> dict[str, Any]:
+    """The validated trial config of a replay file, with its ``replay_schedule`` set.
+
+    Refuses a schedule that names an epoch twice (which values would win is arbitrary) or names epochs
+    the run never reaches (``max_epochs``): an edited file that does either would silently replay
+    something else than it says.
+    """
+    payload = read_json_object(path, "replay file")
+    if payload.get("format") != REPLAY_FORMAT:
+        raise ValueError(f"{path} is not a replay file (expected a JSON object with format {REPLAY_FORMAT!r})")
+    try:
+        config = _replay_config(payload["base_config"], payload["schedule"])
+    except (KeyError, ValueError) as error:
+        raise ValueError(f"replay file {path} is malformed: {error}") from None
+    epochs = [entry["epoch"] for entry in config["replay_schedule"]]
+    repeated = sorted({epoch for epoch in epochs if epochs.count(epoch) > 1})
+    if repeated:
+        raise ValueError(f"replay file {path} lists epochs {repeated} more than once; keep one entry per epoch")
+    beyond = sorted(epoch for epoch in epochs if epoch >= config["max_epochs"])
+    if beyond:
+        raise ValueError(f"replay file {path} sets epochs {beyond}, but its run has max_epochs="
+                         f"{config['max_epochs']} (epochs 0..{config['max_epochs'] - 1}); drop those entries or "
+                         "raise base_config.max_epochs")
+    return config
 
 
 @dataclass
@@ -136,10 +251,6 @@ def target_slice(data: PreparedData, fraction: float, seed: int, pin_memory: boo
     return data.loader(data.test.subset(np.isin(data.test.subject, chosen)), pin_memory=pin_memory)
 
 
-ANALYSIS_PREFIX = "analysis/"
-"""Metrics logged for analysis only, never an objective: the target's accuracy with adapt="unlabelled"."""
-
-
 def selects_without_labels(config: Mapping[str, Any]) -> bool:
     """Whether a trial computes the label-free selection scores (source risk, DEV) each epoch."""
     return config["adapt"] == "unlabelled" or config["objective"] in ("source_risk", "dev")
@@ -149,8 +260,7 @@ def unlabelled_target_metrics(trainer: TCNVAETrainer, test_loader: WindowLoader)
     """The unlabelled target's held-out accuracy and macro-F1, under ``analysis/``: reported so a study can
     see how selection did, never read by an objective (the target's labels are not to be used)."""
     target = trainer.evaluate(test_loader)
-    return {f"{ANALYSIS_PREFIX}target_accuracy": target["accuracy"],
-            f"{ANALYSIS_PREFIX}target_macro_f1": target["macro_f1"]}
+    return {TARGET_ANALYSIS_ACCURACY: target["accuracy"], TARGET_ANALYSIS_MACRO_F1: target["macro_f1"]}
 
 
 def save_trial_checkpoint(directory: Path, trainer: TCNVAETrainer, state: TrialState,
