@@ -17,11 +17,12 @@ the α ramp (1–20 epochs) and λ_ent (0–0.5). A key given by --set or --conf
     python searches/loss_weights.py --set domain_by=subject_group --target-domain target --adapt unlabelled \
         --metric dev --set 'subject_groups={"source": [...], "target": [...]}'   # adapt to unlabelled people
 
-Data, unless --data says otherwise: the embedded sample (tcnvae.data.sources.sample), 30 real people
+Data, unless --data says otherwise: the embedded sample (tcnvae.data.sources.sample), 45 real people
 from HAPT (waist phone), WISDM 2019's pocket phone and its wrist watch, walking/stairs/sitting/standing
-at 20 Hz, shipped with the package. Domain = dataset (three), so λ_dom and the domain head work across
-devices and body positions; the test people are never seen: split="subject" holds a fifth of each
-dataset's people out (seed 0: hapt:5, hapt:9, wisdm2019_phone:1612, :1618, wisdm2019_watch:1605, :1616).
+at 20 Hz in 5.12 s windows, shipped with the package. Domain = dataset (three), so λ_dom and the domain
+head work across devices and body positions; the test people are never seen: split="subject" holds a
+fifth of each dataset's people out (seed 0: hapt:6, :13, :14, wisdm2019_phone:1604, :1606, :1617,
+wisdm2019_watch:1601, :1613, :1616), and a fifth of the rest validates.
 
 At the end: the best config and its metrics are printed, and leaderboard.csv and best_config.json are
 written to the experiment folder (with the Optuna study, optuna.db), with the `tensorboard --logdir`

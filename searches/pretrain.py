@@ -48,6 +48,7 @@ from typing import Any
 import torch
 
 from tcnvae.checkpoints import write_json
+from tcnvae.data.pipeline import PreparedData
 from tcnvae.data.windows import concat
 from tcnvae.trainer import TrainingHealthWarning
 from tcnvae.tuning import DEFAULT_CONFIG, OBJECTIVES, cli, validate_config
@@ -85,7 +86,7 @@ def finetune_config(args: argparse.Namespace, config: dict[str, Any], encoder: P
                             f"{CURRICULUM_PREFIX}encoder_path": None if encoder is None else str(encoder)})
 
 
-def finetune(config: dict[str, Any], data: Any, log_dir: Path) -> dict[str, Any]:
+def finetune(config: dict[str, Any], data: PreparedData, log_dir: Path) -> dict[str, Any]:
     """Run the fine-tuning trial on ``data``; the epoch of best validation ``objective`` is scored once on
     the test (less a target slice that selection read, as a search's test is)."""
     metric = OBJECTIVES[config["objective"]]
@@ -102,7 +103,8 @@ def finetune(config: dict[str, Any], data: Any, log_dir: Path) -> dict[str, Any]
         trial.trainer.model.load_state_dict(best["weights"])
         tested = scored_test_windows(trial.data, config)
         test = trial.trainer.evaluate(trial.data.loader(tested))
-    return {"split": trial.data.config.split, "chosen_epoch": int(best["metrics"]["epoch"]), "selected_on": {metric: best["metrics"][metric]},
+    return {"split": trial.data.config.split, "chosen_epoch": int(best["metrics"]["epoch"]),
+            "selected_on": {metric: best["metrics"][metric]},
             "test": {"accuracy": test["accuracy"], "macro_f1": test["macro_f1"], "windows": len(tested),
                      "subjects": sorted(set(tested.subject.tolist()))},
             "training_people": sorted(set(trial.data.train.subject.tolist())), "history": history}

@@ -365,3 +365,57 @@ def test_the_console_shows_progress_lines_and_no_snapshot_warnings_unless_verbos
     progress = [line for line in out.splitlines() if line.startswith("search ")]
     assert "trials: 1 done, 0 running, 0 pending (of 1)" in progress[-1]
     assert progress[-1].endswith("ETA 0:00") and "best val/accuracy" in progress[-1]
+
+
+# -- the cross-dataset search: selection never reads the held-out target's test labels -------------------
+
+CROSS_DATASET_DATA = [*TINY_MODEL, "--set", 'source_options={"synthetic": {"num_domains": 3, "subjects_per_domain": 4, '
+                      '"seconds_per_activity": 10}}']
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "split=lodo:synthetic_c", "--metric", "target_accuracy"], "reads the labels of the held-out target"),
+    (["--target-domain", "synthetic_c", "--metric", "target_accuracy"], "reads the labels of the held-out target"),
+    (["--target-domain", "synthetic_c"], "without --adapt unlabelled labels a slice of the target's test people"),
+    (["--set", "split=subject"], "holds no dataset out: name the target with --set split=lodo:NAME"),
+])
+def test_the_cross_dataset_search_refuses_a_selection_that_reads_the_targets_test_labels(
+        monkeypatch, tmp_path, argv, message):
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda *args, **kwargs: pytest.fail("Ray started before the refusal"))
+    with pytest.raises(ValueError, match=message):
+        recipe("cross_dataset").main(["--storage-path", str(tmp_path), *argv, *CROSS_DATASET_DATA])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cross_dataset_search_takes_the_adaptation_ranges_of_loss_weights():
+    cross_dataset, loss_weights = recipe("cross_dataset"), recipe("loss_weights")
+    assert {key: describe(cross_dataset.SPACE[key]) for key in ("lambda_dom", "alpha_ramp_epochs")} == {
+        key: describe(loss_weights.ADAPTATION_SPACE[key]) for key in ("lambda_dom", "alpha_ramp_epochs")}
+    assert describe(cross_dataset.SPACE["augment_rotation_deg"])[2] == [0.0, 15.0, "sphere"]
+
+
+@pytest.mark.ray
+def test_the_cross_dataset_search_varies_its_settings_and_selects_on_the_sources_only(ray_cluster, tmp_path, capsys):
+    cross_dataset = recipe("cross_dataset")
+    results = cross_dataset.main([
+        "--storage-path", str(tmp_path), "--name", "xd", "--num-samples", "3", "--max-epochs", "1",
+        "--search", "random", "--scheduler", "fifo", "--set", "split=lodo:synthetic_c", "--set", "batch_size=16",
+        *CROSS_DATASET_DATA])
+    assert not results.errors and len(results) == 3
+    configs = [result.config for result in results]
+    for key in cross_dataset.SPACE:  # every searched key drawn in every trial; continuous ones all differ
+        assert all(key in config for config in configs)
+    for key in ("lambda_dom", "alpha_ramp_epochs"):
+        assert len({config[key] for config in configs}) == 3
+    categorical = [key for key, domain in cross_dataset.SPACE.items() if isinstance(domain, Categorical)]
+    assert len({tuple(str(config[key]) for key in categorical) for config in configs}) > 1
+    assert "selection: source_risk on synthetic_a, synthetic_b" in capsys.readouterr().out
+    for result in results:  # no reported figure reads the target: it has no validation or slice metric
+        assert "select/source_score" in result.metrics
+        assert not [key for key in result.metrics if key.startswith("target/") or "synthetic_c" in key]
+    best = json.loads((tmp_path / "xd" / "best_config.json").read_text())
+    assert best["objective"] == "source_risk" and best["split"] == "lodo:synthetic_c"
+    test = best["test_never_used_for_choosing"]  # scored once, after selection, on the target's people only
+    assert test["subjects"] and all(subject.startswith("synthetic_c:") for subject in test["subjects"])
+    assert not [key for key in test["selected_on"] if key.startswith("target/") or "synthetic_c" in key]

@@ -243,9 +243,11 @@ def data_fingerprint(data: PreparedData, config: Mapping[str, Any]) -> dict[str,
         for array in (windows.signals, windows.activity, windows.subject.astype("U")):
             digest.update(np.ascontiguousarray(array).tobytes())
     files = {}
-    for name, path in sorted(config["data_paths"].items()):
-        if Path(path).is_file():
-            files[name] = {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
+    for name, paths in sorted(config["data_paths"].items()):
+        for path in paths if isinstance(paths, list) else [paths]:  # several arrays files: one entry each
+            if Path(path).is_file():
+                key = name if not isinstance(paths, list) else f"{name}:{Path(path).name}"
+                files[key] = {"path": str(path), "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest()}
     return {"windows_sha256": digest.hexdigest(), "files": files,
             "of": "the standardised training and test windows, their activities and subjects"}
 

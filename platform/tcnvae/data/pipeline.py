@@ -38,7 +38,7 @@ from tcnvae.data.loaders import LOADER_SETTINGS, WindowLoader
 from tcnvae.data.normalise import NORMALISE_BY, Standardiser, by_dataset, fit_by_dataset
 from tcnvae.data.orientation import check_orientation_settings, orient
 from tcnvae.data.recordings import Recording
-from tcnvae.data.sources import available_sources, load_source
+from tcnvae.data.sources import arrays, available_sources, load_source
 from tcnvae.data.splits import (
     SubjectFold,
     leave_one_domain_out,
@@ -88,8 +88,9 @@ class DataConfig:
     keys are these (tcnvae.tuning.config)."""
 
     datasets: list[str] = Setting(["synthetic"], None, "the sources to pool, by registered name").field()
-    paths: dict[str, str] = Setting({}, _mapping_of("dataset name -> file or folder"),
-                                    "each dataset's file or folder; absent: the source's cache").field()
+    paths: dict[str, str | list[str]] = Setting({}, _mapping_of("dataset name -> file or folder"),
+                                                "each dataset's file or folder (arrays: a list of files, each its "
+                                                "own dataset); absent: the source's cache").field()
     source_options: dict[str, dict[str, Any]] = Setting(
         {}, _mapping_of("dataset name -> options", lambda options: isinstance(options, dict)),
         "each dataset's options of its load(), e.g. synthetic subjects_per_domain").field()
@@ -172,6 +173,12 @@ class DataConfig:
             stray = sorted(set(mapping) - set(self.datasets))
             if stray:
                 raise ValueError(f"{option} has entries for {stray}, which are not in datasets")
+        for name, path in self.paths.items():
+            if isinstance(path, list) and name != arrays.NAME:
+                raise ValueError(f"paths: {name} is one dataset, of one file or folder, got {len(path)} paths "
+                                 f"{path}; only {arrays.NAME} takes several files (each its own dataset)")
+            if isinstance(path, list) and (not path or len(set(map(str, path))) != len(path)):
+                raise ValueError(f"paths: {name} lists {path}: expected one or more files, each once")
         if isinstance(self.channel_set, str) and self.channel_set not in CHANNEL_SETS:
             raise ValueError(
                 f"unknown channel_set {self.channel_set!r}; known: {', '.join(CHANNEL_SETS)}"
@@ -259,17 +266,33 @@ def restrict_activities(ws: WindowSet, names: list[str]) -> WindowSet:
 Loaded = WindowSet | list[Recording]
 
 
-def _load_dataset(config: DataConfig, name: str) -> Loaded:
-    loaded = load_source(
-        name,
-        path=config.paths.get(name),
-        cache_dir=config.cache_dir,
-        download=config.download,
-        **config.source_options.get(name, {}),
-    )
-    if not isinstance(loaded, WindowSet) and (not loaded or not all(isinstance(r, Recording) for r in loaded)):
-        raise ValueError(f"source {name!r} returned no recordings (got {type(loaded).__name__})")
-    return loaded
+def _load_datasets(config: DataConfig) -> dict[str, Loaded]:
+    """Every configured source's data, by name; several arrays files (a list in ``paths``) each by its own
+    dataset's name (:func:`tcnvae.data.sources.arrays.load_files`)."""
+    loaded: dict[str, Loaded] = {}
+    files: dict[str, Loaded] = {}
+    for name in config.datasets:
+        path, options = config.paths.get(name), config.source_options.get(name, {})
+        if name == arrays.NAME and isinstance(path, list) and len(path) > 1:
+            files = arrays.load_files(path, **options)
+            continue
+        path = path[0] if isinstance(path, list) else path
+        data = load_source(name, path=path, cache_dir=config.cache_dir, download=config.download, **options)
+        if not isinstance(data, WindowSet) and (not data or not all(isinstance(r, Recording) for r in data)):
+            raise ValueError(f"source {name!r} returned no recordings (got {type(data).__name__})")
+        loaded[name] = data
+    others = {dataset: name for name, data in loaded.items() for dataset in _dataset_names(data)}
+    for key, data in files.items():
+        clash = sorted(set(_dataset_names(data)) & set(others))
+        if clash:
+            raise ValueError(f"arrays file {key} holds datasets {clash}, as {others[clash[0]]} does: their people "
+                             "would merge; rename the file, or save it with its own name, np.savez(..., "
+                             "datasets='NAME')")
+    return {**loaded, **files}
+
+
+def _dataset_names(data: Loaded) -> set[str]:
+    return set(data.dataset.tolist()) if isinstance(data, WindowSet) else {r.dataset for r in data}
 
 
 def _duration(windows: WindowSet) -> float:
@@ -343,7 +366,7 @@ def _oriented(config: DataConfig, windows: WindowSet) -> WindowSet:
 def _build(config: DataConfig) -> tuple[DataConfig, WindowSet]:
     """The config with ``window_seconds`` resolved, and the pooled windows."""
     config.validate()
-    loaded = {name: _load_dataset(config, name) for name in config.datasets}
+    loaded = _load_datasets(config)
     check_sources(config, loaded)  # units, rates, labels, shared people: before anything is resampled
     config = resolve_window_seconds(config, loaded)
     windows = _oriented(config, concat([_harmonise(config, name, data) for name, data in loaded.items()]))
@@ -515,9 +538,7 @@ def _unlabelled_windows(config: DataConfig, windows: WindowSet,
 def _stretches(config: DataConfig) -> UnlabelledWindows:
     """Unlabelled-stretch windows of every configured source that gives continuous recordings."""
     parts = []
-    for name in config.datasets:
-        loaded = load_source(name, path=config.paths.get(name), cache_dir=config.cache_dir,
-                             download=config.download, **config.source_options.get(name, {}))
+    for loaded in _load_datasets(config).values():
         if isinstance(loaded, WindowSet):
             continue  # pre-windowed data has no stretches between its windows
         step = max(1, int(round(config.step_seconds * config.sample_rate)))

@@ -68,7 +68,8 @@ def run_parser(description: str) -> argparse.ArgumentParser:
                       help="data sources by name, e.g. sample synthetic uci_har hapt (default: the recipe's; "
                            "synthetic, or the embedded sample for loss_weights.py)")
     data.add_argument("--data-path", action="append", default=[], metavar="NAME=PATH",
-                      help="file or folder of a source (repeatable)")
+                      help="file or folder of a source (repeatable); arrays=FILE given again pools several "
+                           "files, each its own dataset (named by its 'datasets' field, else its file stem)")
 
     settings = parser.add_argument_group("any trial setting")
     settings.add_argument("--config", type=Path, default=None, metavar="FILE",
@@ -195,6 +196,16 @@ def parse_assignments(pairs: Sequence[str], option: str) -> dict[str, Any]:
     return parsed
 
 
+def parse_data_paths(pairs: Sequence[str]) -> dict[str, Any]:
+    """``--data-path NAME=PATH`` strings to ``data_paths``: a name given several times (arrays) maps to the
+    list of its paths, each file its own dataset (the data layer refuses a list for any other source)."""
+    grouped: dict[str, list[Any]] = {}
+    for pair in pairs:
+        for name, path in parse_assignments([pair], "--data-path").items():
+            grouped.setdefault(name, []).append(path)
+    return {name: paths[0] if len(paths) == 1 else paths for name, paths in grouped.items()}
+
+
 # Named flags -> the trial setting each one sets (only when given: flags never reset a --config value).
 _FLAG_SETTINGS = {
     "data": "datasets", "max_epochs": "max_epochs", "metric": "objective", "target_domain": "target_domain",
@@ -216,7 +227,7 @@ def base_config(args: argparse.Namespace, recipe_defaults: Mapping[str, Any]) ->
     config.update(_config_file(args))
     config.update({key: flags[flag] for flag, key in _FLAG_SETTINGS.items() if flags.get(flag) is not None})
     if args.data_path:
-        config["data_paths"] = parse_assignments(args.data_path, "--data-path")
+        config["data_paths"] = parse_data_paths(args.data_path)
     if "gpus_per_trial" in flags:
         config["use_gpu"] = args.gpus_per_trial > 0
     config.update(parse_assignments(args.overrides, "--set"))
@@ -233,7 +244,8 @@ def absolute_data_paths(config: Mapping[str, Any]) -> dict[str, Any]:
 
     resolved = dict(config)
     if isinstance(config.get("data_paths"), Mapping):
-        resolved["data_paths"] = {name: absolute(path) for name, path in config["data_paths"].items()}
+        resolved["data_paths"] = {name: [absolute(item) for item in path] if isinstance(path, list) else absolute(path)
+                                  for name, path in config["data_paths"].items()}
     resolved["data_cache_dir"] = absolute(config.get("data_cache_dir"))
     return resolved
 

@@ -34,7 +34,9 @@ Fields (keys of the ``.npz`` file, keys of a dict, or keyword arguments; keyword
     one id per window, or one per recording; stored as ``"<dataset>:<id>"``. Without them every
     window is subject ``"<dataset>:unknown"`` and subject-disjoint splits cannot separate people.
 ``datasets`` (optional)
-    a dataset name for everything (default ``"arrays"``) or one per window/recording.
+    a dataset name for everything (default ``"arrays"``) or one per window/recording. Several files
+    pooled (:func:`load_files`) are each a dataset of their own, named by this field or, without it,
+    by the file's stem.
 ``domains`` (optional)
     one string per window/recording, kept as the attribute ``domain`` (usable as a domain grouping).
 ``layout``
@@ -455,3 +457,28 @@ def load(
             )
         fields["signals"] = stacked
     return _recordings(fields, channels, rate)
+
+
+def load_files(paths: Sequence[str | Path], **options: Any) -> dict[str, WindowSet | list[Recording]]:
+    """Several arrays files, each a dataset of its own (as ``load`` reads one), by ``"<its datasets> (<file
+    name>)"``: a file is named by its ``datasets`` field when it has one, else by its file stem. Two files
+    that would hold one dataset name are refused (their people would merge), as is a file given twice."""
+    loaded: dict[str, WindowSet | list[Recording]] = {}
+    owner: dict[str, Path] = {}  # dataset name -> the file that holds it
+    for path in map(Path, paths):
+        fields = _fields(path, {})
+        fields.setdefault("datasets", path.stem)
+        try:
+            data = load(fields, **options)
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
+        names = sorted(set(data.dataset.tolist()) if isinstance(data, WindowSet) else {r.dataset for r in data})
+        for name in names:
+            if name in owner:
+                raise ValueError(
+                    f"arrays files {owner[name]} and {path} both hold dataset {name!r} (named by the files' "
+                    "'datasets' field, else their file stem), so their people would merge into one dataset: "
+                    "rename one file, or save it with its own name, np.savez(..., datasets='NAME')")
+            owner[name] = path
+        loaded[f"{', '.join(names)} ({path.name})"] = data
+    return loaded

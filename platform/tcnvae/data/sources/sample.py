@@ -1,15 +1,16 @@
 """The embedded sample: a small real multi-dataset set shipped inside the package, so the main job
 (``searches/loss_weights.py``) runs on real people with no download and no ``../shared``.
 
-Thirty people, ten from each of three CC BY 4.0 data sets, with three devices and body positions
+Forty-five people, fifteen from each of three CC BY 4.0 data sets, with three devices and body positions
 (their attribution and licence: ``tcnvae/data/embedded/ATTRIBUTION.txt``):
 
-- ``hapt``: UCI HAPT (Reyes-Ortiz et al., 2016), a Samsung Galaxy S II on the **waist**, people 1–10;
+- ``hapt``: UCI HAPT (Reyes-Ortiz et al., 2016), a Samsung Galaxy S II on the **waist**, people 1–15;
 - ``wisdm2019_phone``: WISDM 2019 (Weiss, 2019), a phone in the **trousers pocket**, people 1600, 1604,
-  1606, 1609, 1611, 1612, 1615, 1617, 1618, 1622;
+  1606, 1609, 1611, 1612, 1615, 1617, 1618, 1622, 1624, 1626, 1630, 1631, 1632;
 - ``wisdm2019_watch``: WISDM 2019, a watch on the dominant **wrist**, people 1601, 1602, 1603, 1605,
-  1607, 1608, 1610, 1613, 1614, 1616. WISDM 2019 recorded phone and watch on the same people at the
-  same time, so the two groups are disjoint: nobody is seen through one device and tested through the other.
+  1607, 1608, 1610, 1613, 1614, 1616, 1619, 1620, 1621, 1623, 1625. WISDM 2019 recorded phone and
+  watch on the same people at the same time, so the two groups are disjoint: nobody is seen through
+  one device and tested through the other.
 
 The four activities the three share: ``walking``, ``stairs`` (HAPT's up and down merged, as WISDM 2019
 does not tell them apart), ``sitting``, ``standing``; at most :data:`MAX_SECONDS_PER_ACTIVITY` of each
@@ -58,9 +59,9 @@ SETTINGS = {"sample_rate": SAMPLE_RATE, "window_seconds": 5.12}
 
 # Which people of which shared file; phone and watch are the same WISDM 2019 people, so split them.
 PEOPLE = {
-    "hapt": list(range(1, 11)),
-    "wisdm2019_phone": [1600, 1604, 1606, 1609, 1611, 1612, 1615, 1617, 1618, 1622],
-    "wisdm2019_watch": [1601, 1602, 1603, 1605, 1607, 1608, 1610, 1613, 1614, 1616],
+    "hapt": list(range(1, 16)),
+    "wisdm2019_phone": [1600, 1604, 1606, 1609, 1611, 1612, 1615, 1617, 1618, 1622, 1624, 1626, 1630, 1631, 1632],
+    "wisdm2019_watch": [1601, 1602, 1603, 1605, 1607, 1608, 1610, 1613, 1614, 1616, 1619, 1620, 1621, 1623, 1625],
 }
 SHARED_FILES = {
     "hapt": "hapt_raw.npz",
@@ -71,7 +72,7 @@ PLACEMENT = {"hapt": "waist", "wisdm2019_phone": "pocket", "wisdm2019_watch": "w
 DEVICE = {"hapt": "phone", "wisdm2019_phone": "phone", "wisdm2019_watch": "watch"}
 # Source activity → the sample's: HAPT tells stairs up from down, WISDM 2019 does not.
 MERGED = {"ascending_stairs": "stairs", "descending_stairs": "stairs"}
-MAX_SECONDS_PER_ACTIVITY = 120.0
+MAX_SECONDS_PER_ACTIVITY = 80.0
 # Shorter labelled stretches hold no window of the recommended length: not shipped, so not warned about.
 MIN_STRETCH_SECONDS = SETTINGS["window_seconds"]
 

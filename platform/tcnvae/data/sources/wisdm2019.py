@@ -50,6 +50,8 @@ Q ``writing``, R ``clapping``, S ``folding_clothes``.
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import re
 from collections.abc import Callable
@@ -313,17 +315,4 @@ def load_device(
 
 def loader(device: Device) -> Callable[..., list[Recording]]:
     """The source-protocol ``load`` of one device (what its module exports)."""
-
-    def load(
-        path: str | Path | None = None,
-        *,
-        cache_dir: str | Path | None = None,
-        download: bool = False,
-        min_seconds: float = MIN_SECONDS,
-        measured_rate: bool = False,
-    ) -> list[Recording]:
-        return load_device(device, path, cache_dir=cache_dir, download=download, min_seconds=min_seconds,
-                           measured_rate=measured_rate)
-
-    load.__doc__ = f"{device.source} recordings from its ``.npz`` file, the official folder, or the cache."
-    return load
+    return functools.partial(load_device, device)
