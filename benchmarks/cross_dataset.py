@@ -251,8 +251,11 @@ def line(target: str, k: int, figures: dict[str, float], activities: int, minute
             + f" activities={activities} minutes={minutes:.1f}")
 
 
-def run_target(args: argparse.Namespace, target: str, pool: dict[str, str]) -> dict[int, tuple[dict[str, float], int, float]]:
-    """Every line of one target: K -> (figures, scored activities, minutes); printed as they come."""
+Lines = dict[int, tuple[dict[str, float], int, float]]  # K -> (figures, scored activities, minutes)
+
+
+def run_target(args: argparse.Namespace, target: str, pool: dict[str, str]) -> Lines:
+    """Every line of one target, printed as they come."""
     run = Run(args, target, pool)
     started = time.perf_counter()
     figures, activities = run.no_label()
@@ -293,7 +296,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     return parser, parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> dict[str, dict[int, tuple[dict[str, float], int, float]]]:
+def main(argv: list[str] | None = None) -> dict[str, Lines]:
     parser, args = parse_args(argv)
     if min(args.ks, default=0) < 1 or args.epochs < 1 or args.search_trials < 1 or args.pretrain_epochs < 0 \
             or args.max_windows < 1:
@@ -311,8 +314,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, tuple[dict[str, f
     if not extras and any(target not in DATA_FILES for target in targets):
         parser.error(f"--target {args.target}: expected one of {', '.join(DATA_FILES)}, or the dataset name of an "
                      "--extra file")
-    built_in = sorted({*(DATA_FILES if args.sources is None else args.sources), *(target for target in targets if target in DATA_FILES)},
-                      key=list(DATA_FILES).index)
+    chosen = DATA_FILES if args.sources is None else args.sources
+    built_in = sorted({*chosen, *(target for target in targets if target in DATA_FILES)}, key=list(DATA_FILES).index)
     pool = {name: str(SHARED_DATA / DATA_FILES[name]) for name in built_in} | extras
     missing = [path for paths in pool.values() for path in ([paths] if isinstance(paths, str) else paths)
                if not Path(path).exists()]

@@ -19,6 +19,7 @@ from tcnvae.baselines import (
 )
 from tcnvae.data.pipeline import prepare
 from tcnvae.tuning.config import data_config, validate_config
+from tcnvae.tuning.report import HeldOutScore, next_steps, print_test
 from helpers import recipe
 
 SMALL_DATA = {"datasets": ["synthetic"], "source_options": {"synthetic": {"num_domains": 2, "subjects_per_domain": 4, "seconds_per_activity": 10}}}
@@ -57,6 +58,9 @@ def test_the_forest_fits_the_trials_training_windows_and_is_deterministic():
     for scores in (first.val, first.test):
         assert scores["accuracy"] > chance + 0.3 and scores["macro_f1"] > chance + 0.3
     assert baseline_for_config(SMALL_DATA) == first  # the same data a trial with this config sees
+    # Its F1 per test activity, by name, read beside the model's; macro-F1 is their mean.
+    assert set(first.test_per_activity_f1) == {data.activity_names[i] for i in np.unique(data.test.activity)}
+    assert np.mean(list(first.test_per_activity_f1.values())) == pytest.approx(first.test["macro_f1"])
 
 
 def test_the_summary_says_plainly_when_the_best_trial_does_not_beat_the_baseline():
@@ -68,6 +72,46 @@ def test_the_summary_says_plainly_when_the_best_trial_does_not_beat_the_baseline
     assert "does NOT beat" in losing[1]
     winning = summary_lines(baseline, {"val/accuracy": 0.9, "val/macro_f1": 0.88})
     assert "beats the baseline on validation by 10.0 accuracy and 10.0 macro-F1 points" in winning[1]
+
+
+def held_out(data, per_activity_f1: dict[str, float], windows: int) -> HeldOutScore:
+    macro_f1 = float(np.mean(list(per_activity_f1.values())))
+    metrics = {"windows": windows, "accuracy": macro_f1 + 0.01, "macro_f1": macro_f1, "worst_domain_accuracy": 0.5,
+               "per_activity_f1": per_activity_f1}
+    return HeldOutScore(metrics=metrics, epoch=2, selection={"val/accuracy": 0.6}, split="subject",
+                        subjects=sorted(set(data.test.subject)), data=data)
+
+
+def test_the_test_summary_sets_the_model_beside_the_forest_and_flags_weak_activities(capsys):
+    data = prepare(data_config(validate_config(SMALL_DATA)))
+    names = data.activity_names[:3]
+    forest = BaselineResult(val={"accuracy": 0.8, "macro_f1": 0.78}, test={"accuracy": 0.81, "macro_f1": 0.8},
+                            train_windows=100, features=10, test_per_activity_f1=dict(zip(names, (0.9, 0.8, 0.7))))
+    print_test(held_out(data, dict(zip(names, (1.0, 0.0, 0.5))), len(data.test)), None, forest)
+    printed = capsys.readouterr().out
+    assert f"  test F1 per activity: {names[0]} 1.000, {names[1]} 0.000, {names[2]} 0.500\n" in printed
+    assert f"  forest F1 per activity: {names[0]} 0.900, {names[1]} 0.800, {names[2]} 0.700\n" in printed
+    assert f"  below 0.5 F1: {names[1]} 0.000 (forest 0.800)\n" in printed  # 0.5 itself is not flagged
+    assert ("Test vs random forest (the same test people): macro-F1 0.5000 vs 0.8000, accuracy 0.5100 vs 0.8100: "
+            "the forest is 30.0 macro-F1 points ahead — the platform does not beat it here") in printed
+
+    # A model that wins says by how much; one scored on fewer windows than the forest says so.
+    print_test(held_out(data, dict(zip(names, (0.9, 0.9, 0.9))), len(data.test) - 5), None, forest)
+    printed = capsys.readouterr().out
+    assert "below 0.5 F1" not in printed
+    assert (f"(the same test people; model on {len(data.test) - 5} of the forest's {len(data.test)} windows): "
+            "macro-F1 0.9000 vs 0.8000") in printed
+    assert "the model beats the forest by 10.0 macro-F1 points" in printed
+    # Without a baseline (e.g. it could not be fitted) the test split prints as before, with no verdict.
+    print_test(held_out(data, dict(zip(names, (0.9, 0.9, 0.9))), len(data.test)), None)
+    assert "forest" not in capsys.readouterr().out
+
+
+def test_the_summary_ends_with_the_commands_to_run_next(tmp_path):
+    lines = next_steps(tmp_path / "search")
+    assert lines[0] == "Next:"
+    assert lines[1].startswith(f"  python searches/final_model.py {tmp_path / 'search'}   # final model")
+    assert lines[2].startswith(f"  tensorboard --logdir {tmp_path / 'search'}   #")
 
 
 @pytest.mark.ray

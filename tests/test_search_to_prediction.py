@@ -103,6 +103,15 @@ def test_a_search_scores_its_best_checkpoint_once_on_the_test_split(search):
     assert all(row[leaderboard_test_column("accuracy")] == "" for row in board[1:])
     assert "Test split (scored once, after selection; never used for choosing)" in printed
     assert f"test/accuracy: {record['accuracy']:.4g}" in printed
+    # Beside the forest on the same test people, with the points between them; then the commands to run next.
+    forest = json.loads((experiment / "baseline.json").read_text())
+    points = 100 * (record["macro_f1"] - forest["test"]["macro_f1"])
+    assert (f"Test vs random forest (the same test people): macro-F1 {record['macro_f1']:.4f} vs "
+            f"{forest['test']['macro_f1']:.4f}") in printed
+    assert (f"the model beats the forest by {points:.1f}" if points > 0 else
+            f"the forest is {-points:.1f} macro-F1 points ahead — the platform does not beat it here") in printed
+    assert "  forest F1 per activity: " in printed
+    assert f"python searches/final_model.py {experiment}   #" in printed
     # best_config.json still feeds back with --config: the test record is not a setting.
     assert validate_config(trial_settings(best)) == trial_settings(best)
     args = recipe("loss_weights").parse_args(["--config", str(experiment / "best_config.json")])

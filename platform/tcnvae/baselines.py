@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.ensemble import RandomForestClassifier
 
 from tcnvae.checkpoints import write_json
-from tcnvae.data.metrics import classification_report
+from tcnvae.data.metrics import classification_report, per_class_f1
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.data.windows import WindowSet
 from tcnvae.tuning.config import data_config, validate_config
@@ -85,23 +85,30 @@ def window_features(signals: np.ndarray, sample_rate: float) -> np.ndarray:
 
 @dataclass
 class BaselineResult:
-    """The forest's accuracy and macro-F1 on the validation and test subjects (NaN for an empty side)."""
+    """The forest's accuracy and macro-F1 on the validation and test subjects (NaN for an empty side), and
+    its F1 per activity on the test subjects (the activities that occur there), to read beside the model's."""
 
     val: dict[str, float]
     test: dict[str, float]
     train_windows: int
     features: int
+    test_per_activity_f1: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": NAME, "features": self.features, "train_windows": self.train_windows,
-                "val": self.val, "test": self.test}
+                "val": self.val, "test": self.test, "test_per_activity_f1": self.test_per_activity_f1}
 
 
-def _scores(forest: RandomForestClassifier, windows: WindowSet, num_classes: int) -> dict[str, float]:
+def _report(forest: RandomForestClassifier, windows: WindowSet, num_classes: int) -> dict[str, Any] | None:
     if len(windows) == 0:
-        return {"accuracy": math.nan, "macro_f1": math.nan}
+        return None
     predicted = forest.predict(window_features(windows.signals, windows.sample_rate))
-    report = classification_report(windows.activity, predicted, num_classes)
+    return classification_report(windows.activity, predicted, num_classes)
+
+
+def _scores(report: Mapping[str, Any] | None) -> dict[str, float]:
+    if report is None:
+        return {"accuracy": math.nan, "macro_f1": math.nan}
     return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
 
 
@@ -114,9 +121,11 @@ def fit_forest(train: WindowSet, seed: int = 0) -> RandomForestClassifier:
 def evaluate_baseline(data: PreparedData, seed: int = 0) -> BaselineResult:
     """Fit on ``data.train``; score on ``data.val`` and ``data.test``."""
     forest = fit_forest(data.train, seed)
-    return BaselineResult(val=_scores(forest, data.val, data.num_activities),
-                          test=_scores(forest, data.test, data.num_activities),
-                          train_windows=len(data.train), features=forest.n_features_in_)
+    test = _report(forest, data.test, data.num_activities)
+    return BaselineResult(val=_scores(_report(forest, data.val, data.num_activities)), test=_scores(test),
+                          train_windows=len(data.train), features=forest.n_features_in_,
+                          test_per_activity_f1={} if test is None else
+                          per_class_f1(test["confusion"], data.test.activity_names))
 
 
 def baseline_for_config(config: Mapping[str, Any]) -> BaselineResult:

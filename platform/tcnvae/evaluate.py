@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tcnvae.data.metrics import classification_report
+from tcnvae.data.metrics import classification_report, per_class_f1
 from tcnvae.data.normalise import Standardiser
 from tcnvae.data.windows import WindowSet
 from tcnvae.model import TCNVAE
@@ -141,11 +141,7 @@ def score(model: nn.Module, windows: WindowSet, domain_by: str, domain_names: li
     report = classification_report(windows.activity, predictions, len(windows.activity_names),
                                    domains=domains, domain_names=domain_names)
     matrix = report["confusion"]
-    true_counts, predicted_counts = matrix.sum(axis=1), matrix.sum(axis=0)
-    per_activity_f1 = {
-        name: float(2 * matrix[i, i] / (true_counts[i] + predicted_counts[i]))
-        for i, name in enumerate(windows.activity_names) if true_counts[i] > 0
-    }
+    per_activity_f1 = per_class_f1(matrix, list(windows.activity_names))
     return {
         "windows": int(report["count"]),
         "accuracy": report["accuracy"],

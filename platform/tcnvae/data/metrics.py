@@ -31,6 +31,13 @@ def macro_f1(matrix: np.ndarray) -> float:
     return float(f1.mean())
 
 
+def per_class_f1(matrix: np.ndarray, names: list[str]) -> dict[str, float]:
+    """F1 of each class that occurs in the true labels (rows of ``matrix``), by name."""
+    true_counts, predicted_counts = matrix.sum(axis=1), matrix.sum(axis=0)
+    return {name: float(2 * matrix[i, i] / (true_counts[i] + predicted_counts[i]))
+            for i, name in enumerate(names) if true_counts[i] > 0}
+
+
 def classification_report(
     y_true: np.ndarray,
     y_pred: np.ndarray,

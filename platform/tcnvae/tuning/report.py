@@ -92,7 +92,8 @@ import torch
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from ray.tune import Callback, ExperimentAnalysis, ResultGrid
 
-from tcnvae.baselines import compare_with_search, leaderboard_columns
+from tcnvae.baselines import NAME as BASELINE_NAME
+from tcnvae.baselines import BaselineResult, compare_with_search, leaderboard_columns
 from tcnvae.checkpoints import atomic_write, load_checkpoint, write_json
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.data.windows import WindowSet
@@ -256,6 +257,7 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     # must not cost the record of what was trained.
     write_csv(rows, experiment / "leaderboard.csv")
     # The classical baseline on the same data, printed beside the best trial and added to the leaderboard.
+    baseline = None
     try:
         baseline = compare_with_search(best, experiment)
     except (OSError, ValueError) as error:
@@ -267,7 +269,7 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
         for row in candidates:
             print("  " + row["trial"] + ": " + ", ".join(f"{m}={_format(row[m])}" for m in metrics))
         print(f"Pareto front: {experiment / 'pareto_front.csv'}")
-    print_test(test, not_scored)
+    print_test(test, not_scored, baseline)
     if test is not None:
         _warn_if_near_chance(best, test)
     # TensorBoard's end-of-search view: sessions ended with their status, leaderboard and importance as Text.
@@ -276,8 +278,16 @@ def summarise_search(results: ResultGrid, experiment: str | Path, hyperparameter
     print(f"\nLeaderboard ({len(rows)} trials): {experiment / 'leaderboard.csv'}")
     print(f"Best config: {experiment / 'best_config.json'}")
     print(f"Results folder: {experiment}")
-    print(f"TensorBoard: tensorboard --logdir {experiment}")
+    print("\n" + "\n".join(next_steps(experiment)))  # the TensorBoard command among them
     return best
+
+
+def next_steps(experiment: str | Path) -> list[str]:
+    """The commands that follow a search: the final model from its best config, and the trials compared."""
+    return ["Next:",
+            f"  python searches/final_model.py {experiment}   # final model: best config on training + "
+            "validation people, tested once",
+            f"  tensorboard --logdir {experiment}   # compare the trials (HPARAMS tab: parallel coordinates)"]
 
 
 def score_test_split(best: Mapping[str, Any], metric: str) -> tuple[HeldOutScore | None, str | None]:
@@ -292,14 +302,14 @@ def score_test_split(best: Mapping[str, Any], metric: str) -> tuple[HeldOutScore
 
 def _print_best(best: Mapping[str, Any], hyperparameters: Sequence[str], metrics: Sequence[str]) -> None:
     print(f"\nBest trial {best['trial']} ({best['status']}, {best['epochs']} epochs), chosen on validation:")
-    for key in hyperparameters:
-        if best[key] is not None:  # conditional spaces: parameters of policies this trial did not draw
-            print(f"  {key} = {_format(best[key])}")
-    for key in dict.fromkeys([*metrics, *SUMMARY_METRICS]):
-        print(f"  {key}: {_format(best[key])}")
+    # Conditional spaces: parameters of policies this trial did not draw are None, and left out.
+    print("  " + ", ".join(f"{key}={_format(best[key])}" for key in hyperparameters if best[key] is not None))
+    print("  " + ", ".join(f"{key} {_format(best[key])}" for key in dict.fromkeys([*metrics, *SUMMARY_METRICS])))
 
 
-def print_test(test: HeldOutScore | None, not_scored: str | None) -> None:
+def print_test(test: HeldOutScore | None, not_scored: str | None, baseline: BaselineResult | None = None) -> None:
+    """The test split's figures; given the ``baseline`` fitted on the same data, the forest's per-activity F1
+    beside the model's and :func:`verdict`'s line."""
     heading = "Test split (scored once, after selection; never used for choosing)"
     if test is None:
         print(f"\n{heading}: not scored: {not_scored}")
@@ -312,9 +322,39 @@ def print_test(test: HeldOutScore | None, not_scored: str | None) -> None:
         print(f"  {test_split_metric(name)}: {_format(metrics[name])}")
     print("  test F1 per activity: " + ", ".join(f"{name} {value:.3f}" for name, value in
                                                 metrics["per_activity_f1"].items()))
+    forest = baseline.test_per_activity_f1 if baseline is not None else {}
+    if forest:
+        print("  forest F1 per activity: " + ", ".join(f"{name} {forest[name]:.3f}" for name in
+                                                      metrics["per_activity_f1"] if name in forest))
+    weak = {name: value for name, value in metrics["per_activity_f1"].items() if value < WEAK_F1}
+    if weak:
+        print(f"  below {WEAK_F1} F1: " + ", ".join(
+            f"{name} {value:.3f}" + (f" (forest {forest[name]:.3f})" if name in forest else "")
+            for name, value in weak.items()))
     if metrics.get("unscored_activities"):
         print("  not scored (no training windows of these activities): " + ", ".join(
             f"{name} ({count} windows)" for name, count in metrics["unscored_activities"].items()))
+    if baseline is not None:
+        print(verdict(metrics, baseline.test, len(test.data.test)))
+
+
+WEAK_F1 = 0.5
+"""An activity the model scores below this F1 on the test people is flagged in the summary."""
+
+
+def verdict(model: Mapping[str, Any], forest: Mapping[str, float], forest_windows: int) -> str:
+    """One line: the model's test macro-F1 and accuracy beside the forest's on the same test people, the
+    macro-F1 difference in points and who wins. ``forest_windows``: the windows the forest was scored on
+    (the whole test side), named when the model scored fewer (a target slice or activities left out)."""
+    if not (_finite(forest.get("macro_f1")) and _finite(model.get("macro_f1"))):
+        return "  (no test windows for the forest: the model cannot be compared with it)"
+    points = 100 * (model["macro_f1"] - forest["macro_f1"])
+    outcome = (f"the model beats the forest by {points:.1f} macro-F1 points" if points > 0 else
+               f"the forest is {-points:.1f} macro-F1 points ahead — the platform does not beat it here")
+    scope = ("the same test people" if model["windows"] == forest_windows else
+             f"the same test people; model on {model['windows']} of the forest's {forest_windows} windows")
+    return (f"\nTest vs {BASELINE_NAME} ({scope}): macro-F1 {model['macro_f1']:.4f} vs {forest['macro_f1']:.4f}, "
+            f"accuracy {model['accuracy']:.4f} vs {forest['accuracy']:.4f}: {outcome}")
 
 
 def _warn_if_near_chance(best: Mapping[str, Any], test: HeldOutScore) -> None:
