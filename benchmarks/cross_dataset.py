@@ -21,8 +21,10 @@ Per target, one line for k=0 (no label of the target; the test is all its people
 - ``adapted``: with the domain head and the target's windows unlabelled in training (``adapt=unlabelled``,
   ``transductive``: adapt on the windows to be labelled, the usual protocol of unsupervised adaptation);
 - ``searched``: the search's choice: ``--search-trials`` configs (the first the defaults, i.e. ``adapted``,
-  the others drawn from ``searches/loss_weights.py``'s space with ``--adapt unlabelled``), each trained
-  as ``adapted``; kept by the source risk on the sources' validation people, never a target label;
+  the others drawn from ``searches/cross_dataset.py``'s space with ``--adapt unlabelled``: rotation, λ_dom,
+  α ramp, batch sampling, magnitude channels, per-dataset normalisation, gravity alignment, curriculum),
+  each trained as ``adapted`` on data prepared with its settings; kept by the source risk on the sources'
+  validation people, never a target label;
 
 and for each K of ``--ks`` (K of the target's people, drawn by the seed, labelled in training:
 ``target_labelled_people=K``; the test is its other people)::
@@ -43,10 +45,12 @@ and for each K of ``--ks`` (K of the target's people, drawn by the seed, labelle
 The sources' validation people (a fifth of each source's people) are held out of every training, so
 the searches have people to select on. The budget: ``--epochs`` per training, ``--search-trials``,
 ``--pretrain-epochs``, and ``--max-windows``: at most that many training (and validation, and unlabelled)
-windows per dataset, a seeded draw across all its people, for every method alike (the test side is never
-cut). ``minutes`` is each line's own wall time (pretraining and the ceiling count on the first K line).
+windows per dataset, a seeded draw across all its people, for every method alike (the K people's windows
+count as the target's; the ceiling's too; the test side is never cut). Everything runs in-process, without
+Ray (the searches are random draws, as benchmarks/cross_domain.py's). ``minutes`` is each line's own wall
+time (pretraining and the ceiling count on the first K line).
 The last lines, ``target=mean``, average each figure over the targets (``activities`` the rounded mean,
-``minutes`` the sum). The default budget: docs/results.md, "Cross-dataset", says how it was timed.
+``minutes`` the sum). The default budget: docs/results.md, "Cross-dataset", says how it was estimated.
 
     python benchmarks/cross_dataset.py                          # wisdm2019_phone, the default budget
     python benchmarks/cross_dataset.py --targets all --seed 1
@@ -93,10 +97,10 @@ SETTINGS = {"sample_rate": 20.0, "channel_set": "acc_gyro", "mixed_precision": "
 K0_FIGURES = ("forest", "pooled", "adapted", "searched")
 K_FIGURES = ("forest", "forest_pooled", "scratch", "finetuned", "searched", "ceiling")
 SELECTED_BY = "source_risk"  # label-free: the sources' validation people only
-# The default budget (docs/results.md, "Cross-dataset": how it was timed).
-EPOCHS = 4
-SEARCH_TRIALS = 3
-PRETRAIN_EPOCHS = 3
+# The default budget: about 45 minutes for one target (docs/results.md, "Cross-dataset": how it was estimated).
+EPOCHS = 3
+SEARCH_TRIALS = 2
+PRETRAIN_EPOCHS = 2
 MAX_WINDOWS = 3000
 
 
@@ -158,27 +162,34 @@ class Run:
     def trained(self, config: dict[str, Any], data: PreparedData) -> torch.nn.Module:
         return train_final_model(config, data, config["max_epochs"], members=1)
 
-    def searched(self, base: dict[str, Any], data: PreparedData, first: torch.nn.Module) -> torch.nn.Module:
-        """The draw the source risk keeps among ``--search-trials``: the first the defaults (``first``, already
-        trained on ``base``), the others from searches/loss_weights.py's space."""
-        recipe = runpy.run_path(str(ROOT / "searches" / "loss_weights.py"))
-        space = {**recipe["SPACE"], **(recipe["ADAPTATION_SPACE"] if base["adapt"] == "unlabelled" else {})}
-        space.pop("batch_size")  # the prepared loaders fix it
+    def searched(self, base: dict[str, Any], data: PreparedData, first: torch.nn.Module
+                 ) -> tuple[torch.nn.Module, PreparedData]:
+        """The draw the source risk keeps among ``--search-trials``, and its data: the first the defaults
+        (``first``, already trained on ``base`` and ``data``), the others from searches/cross_dataset.py's space
+        (a key given by --set is fixed), each on data prepared with its settings."""
+        recipe = runpy.run_path(str(ROOT / "searches" / "cross_dataset.py"))
+        space = {**recipe["SPACE"], **({"sampling": recipe["ADAPTATION_SAMPLING"]} if base["adapt"] == "unlabelled"
+                                       else {})}
+        space = {key: domain for key, domain in space.items() if key not in self.args.overrides}
         rng = np.random.default_rng([base["seed"], 31])
-        selection = LabelFreeSelection(data, base["seed"])
-        best: tuple[float, torch.nn.Module] | None = None
+        best: tuple[float, torch.nn.Module, PreparedData] | None = None
         for trial in range(self.args.search_trials):
             draw = {key: domain.sample(random_state=rng) for key, domain in space.items()}
-            model = first if trial == 0 else self.trained(validate_config({**base, **draw}), data)
-            risk = selection.metrics(model, "cpu")[OBJECTIVES[SELECTED_BY]]
+            if trial == 0:
+                model, drawn = first, data
+            else:
+                config = validate_config({**base, **draw})
+                drawn = self.data(config)
+                model = self.trained(config, drawn)
+            risk = LabelFreeSelection(drawn, base["seed"]).metrics(model, "cpu")[OBJECTIVES[SELECTED_BY]]
             if best is None or risk > best[0]:
-                best = (risk, model)
-        return best[1]
+                best = (risk, model, drawn)
+        return best[1], best[2]
 
     def searched_f1(self, base: dict[str, Any], data: PreparedData, first: torch.nn.Module, first_f1: float) -> float:
         """The macro-F1 of the search's choice (``first_f1`` when it keeps the defaults' ``first``)."""
-        chosen = self.searched(base, data, first)
-        return first_f1 if chosen is first else self.model_f1(chosen, data)
+        chosen, drawn = self.searched(base, data, first)
+        return first_f1 if chosen is first else self.model_f1(chosen, drawn)
 
     def no_label(self) -> tuple[dict[str, float], int]:
         """The k=0 figures and the number of scored activities."""
