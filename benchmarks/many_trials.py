@@ -47,6 +47,7 @@ import ray
 from ray import tune
 from ray.tune.schedulers import FIFOScheduler
 
+from tcnvae.data.pipeline import PreparedData
 from tcnvae.tuning import cli, cluster, search
 from tcnvae.tuning.metrics import OBJECTIVES
 from tcnvae.tuning.report import summarise_search
@@ -223,11 +224,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def soak_search(args: argparse.Namespace, experiment: Path, config: dict[str, Any], space: dict[str, Any],
-           metric: str) -> tune.ResultGrid:
+def soak_search(args: argparse.Namespace, experiment: Path, config: dict[str, Any], data: PreparedData,
+                space: dict[str, Any], metric: str) -> tune.ResultGrid:
     """The search itself, set up as the recipes set theirs up (tcnvae.tuning.search.run_search), run to its end."""
     searcher = search.OptunaTPE([metric]) if args.search == "optuna" else search.RandomSearch()
-    return search.run_search(args, experiment, config, param_space={**config, **space}, searcher=searcher,
+    return search.run_search(args, experiment, config, data=data, param_space={**config, **space}, searcher=searcher,
                              scheduler=FIFOScheduler(), num_samples=args.num_samples,
                              checkpoints=search.keep_best_checkpoints(metric, args.checkpoints_kept))
 
@@ -248,7 +249,7 @@ def soak(args: argparse.Namespace) -> Soak:
     files_before = driver.num_fds()
     with ProcessSampler(workers_before) as sampler:
         started = time.perf_counter()
-        results = soak_search(args, experiment, config, space, metric)
+        results = soak_search(args, experiment, config, data, space, metric)
         seconds = time.perf_counter() - started
     summary_started = time.perf_counter()
     summarise_search(results, experiment, list(space), [metric])
