@@ -10,14 +10,18 @@ UCI-HAR is not a source: its windows were cut from HAPT's recordings. Every data
 2.56 s windows and the ``acc_gyro`` channels (HuGaDB's ``gyro`` option at its default, ``exclude``:
 recordings with an amplified or undetermined gyroscope are left out). Training is on the union of the
 label spaces; every figure is the macro-F1 on the target's test people over **the activities the target
-shares with the sources** (``activities=N``; the others are named in the log, never scored).
+shares with the sources** (``activities=N``; the others are named in the log, never scored), each model and
+forest restricted to those N when it predicts (``activities_present``, as a user who knows which activities
+occur restricts ``predict --activities``): a model that knows "typing" is never scored for answering it
+on the target's walking windows.
 
 Per target, one line for k=0 (no label of the target; the test is all its people)::
 
     cross_dataset: target=NAME k=0 forest=… pooled=… adapted=… searched=… activities=N minutes=…
 
 - ``forest``: the random forest (tcnvae.baselines) on the sources' windows;
-- ``pooled``: the TCN-VAE (trial defaults) on the sources;
+- ``pooled``: the TCN-VAE on the sources, with the trial defaults and searches/cross_dataset.py's
+  ``TRANSFER_DEFAULTS`` (magnitude channels, dataset-balanced batches);
 - ``adapted``: with the domain head and the target's windows unlabelled in training (``adapt=unlabelled``,
   ``transductive``: adapt on the windows to be labelled, the usual protocol of unsupervised adaptation);
 - ``searched``: the search's choice: ``--search-trials`` configs (the first the defaults, i.e. ``adapted``,
@@ -50,7 +54,7 @@ count as the target's; the ceiling's too; the test side is never cut). Everythin
 Ray (the searches are random draws, as benchmarks/cross_domain.py's). ``minutes`` is each line's own wall
 time (pretraining and the ceiling count on the first K line).
 The last lines, ``target=mean``, average each figure over the targets (``activities`` the rounded mean,
-``minutes`` the sum). The default budget: docs/results.md, "Cross-dataset", says how it was estimated.
+``minutes`` the sum). The default budget's time per target: docs/results.md, "Cross-dataset".
 
     python benchmarks/cross_dataset.py                          # wisdm2019_phone, the default budget
     python benchmarks/cross_dataset.py --targets all --seed 1
@@ -63,6 +67,7 @@ Data: ``$TCNVAE_SHARED_DATA`` (default ``../shared/data``), as the other benchma
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import runpy
@@ -84,7 +89,7 @@ from tcnvae.data.windows import concat
 from tcnvae.evaluate import score, training_activities
 from tcnvae.final_model import NO_VALIDATION, train_final_model
 from tcnvae.tuning.cli import parse_assignments, parse_data_paths
-from tcnvae.tuning.config import CURRICULUM_PREFIX, data_config, validate_config
+from tcnvae.tuning.config import ADAPT_DEFAULTS, CURRICULUM_PREFIX, data_config, validate_config
 from tcnvae.tuning.metrics import OBJECTIVES
 from tcnvae.tuning.selection import LabelFreeSelection
 from tcnvae.tuning.trial import build_model, build_trainer, seed_everything
@@ -97,11 +102,17 @@ SETTINGS = {"sample_rate": 20.0, "channel_set": "acc_gyro", "mixed_precision": "
 K0_FIGURES = ("forest", "pooled", "adapted", "searched")
 K_FIGURES = ("forest", "forest_pooled", "scratch", "finetuned", "searched", "ceiling")
 SELECTED_BY = "source_risk"  # label-free: the sources' validation people only
-# The default budget: about 45 minutes for one target (docs/results.md, "Cross-dataset": how it was estimated).
-EPOCHS = 3
-SEARCH_TRIALS = 2
-PRETRAIN_EPOCHS = 2
+# The default budget: under 45 minutes for one target (docs/results.md, "Cross-dataset": as measured).
+EPOCHS = 5
+SEARCH_TRIALS = 4
+PRETRAIN_EPOCHS = 5
 MAX_WINDOWS = 3000
+
+
+@functools.cache
+def recipe(name: str) -> dict[str, Any]:
+    """The globals of ``searches/<name>.py`` (its SPACE, defaults), read once."""
+    return runpy.run_path(str(ROOT / "searches" / f"{name}.py"))
 
 
 def same_people_pairs(names: list[str]) -> set[frozenset[str]]:
@@ -139,25 +150,37 @@ class Run:
     def __init__(self, args: argparse.Namespace, target: str, pool: dict[str, str]):
         self.args, self.target = args, target
         datasets = pooled_datasets(target, list(pool))
-        self.base = {**SETTINGS, "datasets": datasets, "data_paths": {name: pool[name] for name in datasets},
+        self.base = {**SETTINGS, **recipe("cross_dataset")["TRANSFER_DEFAULTS"], "datasets": datasets,
+                     "data_paths": {name: pool[name] for name in datasets},
                      "seed": args.seed, "max_epochs": args.epochs, **args.overrides}
-        self.shared: list[str] = []
+        self.shared: list[str] = []  # the activities the sources teach: all a target can be scored on
+        self.present: list[str] = []  # those of them the target holds: every prediction is one of these
 
     def config(self, **settings: Any) -> dict[str, Any]:
-        return validate_config({**self.base, **settings})
+        base = self.base
+        if settings.get("adapt") == "unlabelled":  # adaptation's own defaults: batches half source, half target
+            base = {key: value for key, value in base.items() if key not in ADAPT_DEFAULTS or key in self.args.overrides}
+        return validate_config({**base, **settings})
 
     def data(self, config: dict[str, Any]) -> PreparedData:
         return capped(prepare(data_config(config)), self.args.max_windows, self.args.seed)
 
+    def scope(self, data: PreparedData) -> None:
+        """What is scored and predicted: the activities ``data``'s sources teach, and those the target holds."""
+        self.shared = training_activities(data.train)
+        held = set(np.asarray(data.test.activity_names)[data.test.activity].tolist())
+        self.present = [name for name in self.shared if name in held]
+
     def model_f1(self, model: torch.nn.Module, data: PreparedData) -> float:
         return score(model, data.test, data.config.domain_by, data.domain_names,
-                     scored_activities=self.shared)["macro_f1"]
+                     scored_activities=self.shared, activities_present=self.present)["macro_f1"]
 
     def forest_f1(self, data: PreparedData, train_mask: np.ndarray | None = None) -> float:
         names = np.asarray(data.test.activity_names)[data.test.activity]
         test = data.test.subset(np.isin(names, self.shared))
         train = data.train if train_mask is None else data.train.subset(train_mask)
-        return evaluate_baseline(replace(data, train=train, test=test), self.args.seed).test["macro_f1"]
+        return evaluate_baseline(replace(data, train=train, test=test), self.args.seed,
+                                 activities_present=self.present).test["macro_f1"]
 
     def trained(self, config: dict[str, Any], data: PreparedData) -> torch.nn.Module:
         return train_final_model(config, data, config["max_epochs"], members=1)
@@ -167,8 +190,8 @@ class Run:
         """The draw the source risk keeps among ``--search-trials``, and its data: the first the defaults
         (``first``, already trained on ``base`` and ``data``), the others from searches/cross_dataset.py's space
         (a key given by --set is fixed), each on data prepared with its settings."""
-        recipe = runpy.run_path(str(ROOT / "searches" / "cross_dataset.py"))
-        space = {**recipe["SPACE"], **({"sampling": recipe["ADAPTATION_SAMPLING"]} if base["adapt"] == "unlabelled"
+        search = recipe("cross_dataset")
+        space = {**search["SPACE"], **({"sampling": search["ADAPTATION_SAMPLING"]} if base["adapt"] == "unlabelled"
                                        else {})}
         space = {key: domain for key, domain in space.items() if key not in self.args.overrides}
         rng = np.random.default_rng([base["seed"], 31])
@@ -195,9 +218,9 @@ class Run:
         """The k=0 figures and the number of scored activities."""
         pooled_config = self.config(target_domain=self.target)
         data = self.data(pooled_config)
-        self.shared = training_activities(data.train)
+        self.scope(data)
         tested = score(self.trained(pooled_config, data), data.test, data.config.domain_by, data.domain_names,
-                       scored_activities=self.shared)
+                       scored_activities=self.shared, activities_present=self.present)
         if tested["unscored_activities"]:
             print(f"{self.target}: not scored, the sources have none of {tested['unscored_activities']} (windows)",
                   flush=True)
@@ -207,14 +230,13 @@ class Run:
         adapted = self.trained(adapt_config, adapt_data)
         figures["adapted"] = self.model_f1(adapted, adapt_data)
         figures["searched"] = self.searched_f1(adapt_config, adapt_data, adapted, figures["adapted"])
-        held = set(np.asarray(data.test.activity_names)[data.test.activity].tolist())
-        return figures, len(held & set(self.shared))
+        return figures, len(self.present)
 
     def encoder(self, folder: Path) -> Path | None:
         """An encoder pretrained on every pooled window, labels unused (searches/pretrain.py --all-windows)."""
         if self.args.pretrain_epochs == 0:
             return None
-        beta = runpy.run_path(str(ROOT / "searches" / "pretrain.py"))["RECIPE_DEFAULTS"]["beta"]
+        beta = recipe("pretrain")["RECIPE_DEFAULTS"]["beta"]
         config = self.config(target_domain=self.target, beta=beta, max_epochs=self.args.pretrain_epochs)
         data = self.data(config)
         seed_everything(config["seed"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -61,6 +62,20 @@ def test_the_forest_fits_the_trials_training_windows_and_is_deterministic():
     # Its F1 per test activity, by name, read beside the model's; macro-F1 is their mean.
     assert set(first.test_per_activity_f1) == {data.activity_names[i] for i in np.unique(data.test.activity)}
     assert np.mean(list(first.test_per_activity_f1.values())) == pytest.approx(first.test["macro_f1"])
+
+
+def test_the_forest_restricted_to_the_activities_present_answers_only_those():
+    data = prepare(data_config(validate_config(SMALL_DATA)))
+    names = np.asarray(data.test.activity_names)[data.test.activity]
+    lying = replace(data, test=data.test.subset(names == "lying"))
+    free = evaluate_baseline(lying)
+    told_sitting = evaluate_baseline(lying, activities_present=["sitting"])
+    told_both = evaluate_baseline(lying, activities_present=["lying", "sitting"])
+    assert free.test["accuracy"] > 0.9 and told_both.test["accuracy"] >= free.test["accuracy"]
+    assert told_sitting.test["accuracy"] == 0.0  # every lying window answered with the one activity allowed
+    assert told_sitting.val == free.val  # validation (the sources' own people) is never restricted
+    with pytest.raises(ValueError, match="unknown activities"):
+        evaluate_baseline(lying, activities_present=["typing"])
 
 
 def test_the_summary_says_plainly_when_the_best_trial_does_not_beat_the_baseline():

@@ -65,3 +65,46 @@ def test_a_missing_shared_file_names_the_setting(tmp_path, monkeypatch, capsys):
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert "error:" in error and "TCNVAE_SHARED_DATA" in error and "hugadb_raw.npz" in error
+
+
+@pytest.mark.parametrize("overrides, plain_sampling, adapted_sampling", [
+    ([], "domain_balanced", "target_balanced"),  # the recipe's transfer defaults; adaptation keeps its own batches
+    (["sampling=uniform"], "uniform", "uniform"),  # --set fixes it for every method
+])
+def test_the_tcnvae_trains_with_the_cross_dataset_recipes_transfer_defaults(
+        tmp_path, overrides, plain_sampling, adapted_sampling):
+    module = benchmark()
+    _, args = module.parse_args(["--target", "field", *(flag for value in overrides for flag in ("--set", value))])
+    args.overrides = module.parse_assignments(args.overrides, "--set")
+    files = [str(arrays_file(tmp_path / "lab.npz")), str(arrays_file(tmp_path / "field.npz"))]
+    run = module.Run(args, "field", {"arrays": files})
+    plain = run.config(target_domain="field")
+    adapted = run.config(target_domain="field", adapt="unlabelled", transductive=True)
+    assert plain["magnitude_channels"] and adapted["magnitude_channels"]
+    assert (plain["sampling"], adapted["sampling"]) == (plain_sampling, adapted_sampling)
+
+
+TRANSFER_LINE = re.compile(rf"^transfer_settings: target=(\S+) seed=(\d+) settings=(\S+) macro_f1=({FIGURE}) "
+                           rf"minutes=(\d+\.\d)$")
+TRANSFER_MEAN = re.compile(rf"^transfer_settings: target=mean settings=(\S+) macro_f1=({FIGURE}) "
+                           rf"better_targets=(\d+)/(\d+)$")
+
+
+@pytest.mark.slow
+def test_transfer_settings_pairs_candidates_on_the_trial_defaults(shared_data_file, monkeypatch, capsys):
+    for name in ("hapt_raw.npz", "wisdm2019_phone_raw.npz", "wisdm2019_watch_raw.npz", "hugadb_raw.npz"):
+        shared_data_file(name)
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    spec = importlib.util.spec_from_file_location("benchmarks_transfer_settings", SCRIPT.parent / "transfer_settings.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # The reference is the trial defaults, not the recipe's transfer defaults: spelt out, it scores the same.
+    module.main(["--targets", "wisdm2019_watch", "--seeds", "0", "--epochs", "1", "--max-windows", "40",
+                 "--candidate", "", "--candidate", "magnitude_channels=false sampling=uniform",
+                 "--candidate", "magnitude_channels=true"])
+    out = [line for line in capsys.readouterr().out.splitlines() if line.startswith("transfer_settings:")]
+    rows, means = [TRANSFER_LINE.match(line) for line in out[:3]], [TRANSFER_MEAN.match(line) for line in out[3:]]
+    assert len(out) == 6 and all(rows) and all(means), out
+    assert [row[3] for row in rows] == ["-", "magnitude_channels=false,sampling=uniform", "magnitude_channels=true"]
+    assert rows[0][4] == rows[1][4] and means[0][2] == means[1][2]
+    assert (means[0][3], means[0][4], means[1][3]) == ("0", "1", "0")  # the reference never beats itself

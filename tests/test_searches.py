@@ -396,6 +396,19 @@ def test_the_cross_dataset_search_takes_the_adaptation_ranges_of_loss_weights():
     assert describe(cross_dataset.SPACE["augment_rotation_deg"])[2] == [0.0, 15.0, "sphere"]
 
 
+@pytest.mark.parametrize("argv, sampling", [
+    (["--set", "split=lodo:synthetic_c"], "domain_balanced"),
+    (["--target-domain", "synthetic_c", "--adapt", "unlabelled"], "target_balanced"),  # adaptation's own batches
+    (["--set", "split=lodo:synthetic_c", "--set", "sampling=uniform"], "uniform"),
+])
+def test_the_cross_dataset_search_starts_from_its_transfer_defaults(argv, sampling):
+    cross_dataset = recipe("cross_dataset")
+    args = cross_dataset.parse_args(argv)
+    config = cli.base_config(args, cross_dataset.recipe_defaults(args))
+    assert config["magnitude_channels"] is True and config["sampling"] == sampling
+    assert config["objective"] == "source_risk"
+
+
 @pytest.mark.ray
 def test_the_cross_dataset_search_varies_its_settings_and_selects_on_the_sources_only(ray_cluster, tmp_path, capsys):
     cross_dataset = recipe("cross_dataset")

@@ -22,7 +22,7 @@ Deterministic: the forest is seeded with the config's ``seed``.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ from tcnvae.checkpoints import write_json
 from tcnvae.data.metrics import classification_report, per_class_f1
 from tcnvae.data.pipeline import PreparedData, prepare
 from tcnvae.data.windows import WindowSet
+from tcnvae.evaluate import restrict_probabilities
 from tcnvae.tuning.config import data_config, validate_config
 from tcnvae.tuning.metrics import VAL_ACCURACY, VAL_MACRO_F1
 
@@ -99,11 +100,14 @@ class BaselineResult:
                 "val": self.val, "test": self.test, "test_per_activity_f1": self.test_per_activity_f1}
 
 
-def _report(forest: RandomForestClassifier, windows: WindowSet, num_classes: int) -> dict[str, Any] | None:
+def _report(forest: RandomForestClassifier, windows: WindowSet, num_classes: int,
+            activities_present: Sequence[str] | None = None) -> dict[str, Any] | None:
     if len(windows) == 0:
         return None
-    predicted = forest.predict(window_features(windows.signals, windows.sample_rate))
-    return classification_report(windows.activity, predicted, num_classes)
+    probabilities = forest.predict_proba(window_features(windows.signals, windows.sample_rate))
+    names = np.asarray(windows.activity_names)[forest.classes_]
+    restricted = restrict_probabilities(probabilities, list(names), activities_present)
+    return classification_report(windows.activity, forest.classes_[restricted.argmax(axis=1)], num_classes)
 
 
 def _scores(report: Mapping[str, Any] | None) -> dict[str, float]:
@@ -118,10 +122,12 @@ def fit_forest(train: WindowSet, seed: int = 0) -> RandomForestClassifier:
     return forest.fit(window_features(train.signals, train.sample_rate), train.activity)
 
 
-def evaluate_baseline(data: PreparedData, seed: int = 0) -> BaselineResult:
-    """Fit on ``data.train``; score on ``data.val`` and ``data.test``."""
+def evaluate_baseline(data: PreparedData, seed: int = 0,
+                      activities_present: Sequence[str] | None = None) -> BaselineResult:
+    """Fit on ``data.train``; score on ``data.val`` and ``data.test``. ``activities_present``: the test's
+    predictions are restricted to these activities, as the model's are (:func:`tcnvae.evaluate.score`)."""
     forest = fit_forest(data.train, seed)
-    test = _report(forest, data.test, data.num_activities)
+    test = _report(forest, data.test, data.num_activities, activities_present)
     return BaselineResult(val=_scores(_report(forest, data.val, data.num_activities)), test=_scores(test),
                           train_windows=len(data.train), features=forest.n_features_in_,
                           test_per_activity_f1={} if test is None else
