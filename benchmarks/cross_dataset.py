@@ -159,7 +159,8 @@ class Run:
     def config(self, **settings: Any) -> dict[str, Any]:
         base = self.base
         if settings.get("adapt") == "unlabelled":  # adaptation's own defaults: batches half source, half target
-            base = {key: value for key, value in base.items() if key not in ADAPT_DEFAULTS or key in self.args.overrides}
+            base = {key: value for key, value in base.items()
+                    if key not in ADAPT_DEFAULTS or key in self.args.overrides}
         return validate_config({**base, **settings})
 
     def data(self, config: dict[str, Any]) -> PreparedData:

@@ -95,7 +95,8 @@ def test_transfer_settings_pairs_candidates_on_the_trial_defaults(shared_data_fi
     for name in ("hapt_raw.npz", "wisdm2019_phone_raw.npz", "wisdm2019_watch_raw.npz", "hugadb_raw.npz"):
         shared_data_file(name)
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
-    spec = importlib.util.spec_from_file_location("benchmarks_transfer_settings", SCRIPT.parent / "transfer_settings.py")
+    spec = importlib.util.spec_from_file_location("benchmarks_transfer_settings",
+                                                  SCRIPT.parent / "transfer_settings.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     # The reference is the trial defaults, not the recipe's transfer defaults: spelt out, it scores the same.
