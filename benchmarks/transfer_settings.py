@@ -8,8 +8,8 @@ they are what this script judges). A candidate is a space-separated list of KEY=
 is the trial defaults. One line per candidate, target and seed, then one per candidate averaged over the
 targets and seeds, with how many targets its own mean over seeds raised above the first candidate's::
 
-    transfer_settings: target=hugadb seed=0 settings=magnitude_channels=true macro_f1=0.3960 minutes=0.6
-    transfer_settings: target=mean settings=magnitude_channels=true macro_f1=0.4408 better_targets=4/4
+    transfer_settings: target=NAME seed=S settings=KEY=VALUE,… macro_f1=… minutes=…
+    transfer_settings: target=mean settings=KEY=VALUE,… macro_f1=… better_targets=N/T
 
     python benchmarks/transfer_settings.py                       # the three candidates below, all targets, seeds 0-2
     python benchmarks/transfer_settings.py --targets hugadb --seeds 0 --candidate "" --candidate "beta=0.01"
@@ -34,7 +34,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import cross_dataset  # noqa: E402  (the same protocol: sources, window cap, scoring)
 
 CANDIDATES = ["", "magnitude_channels=true", "magnitude_channels=true sampling=domain_balanced"]
-EPOCHS = 5  # as cross_dataset.EPOCHS
 
 
 def run_for(target: str, seed: int, settings: dict, args: argparse.Namespace) -> cross_dataset.Run:
@@ -62,7 +61,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[tuple[str, int], float
     parser.add_argument("--candidate", action="append", default=None, metavar='"KEY=VALUE ..."',
                         help=f"settings on top of the trial defaults, repeatable; the first is the reference "
                              f"(default: {' | '.join(repr(c) for c in CANDIDATES)})")
-    parser.add_argument("--epochs", type=int, default=EPOCHS, help=f"(default: {EPOCHS})")
+    parser.add_argument("--epochs", type=int, default=cross_dataset.EPOCHS,
+                        help=f"of each training (default: {cross_dataset.EPOCHS}, the benchmark's)")
     parser.add_argument("--max-windows", type=int, default=cross_dataset.MAX_WINDOWS,
                         help=f"training windows per dataset (default: {cross_dataset.MAX_WINDOWS})")
     args = parser.parse_args(argv)
